@@ -1,0 +1,154 @@
+//! `Create`: everything that can fail on bad input happens here, before a process exists, so
+//! the error reaches the `ctr` user fast and nothing is left behind.
+
+use std::path::{Path, PathBuf};
+
+use crate::cache::{ModuleCache, Outcome};
+use crate::detect::{detect, DetectError, Workload};
+use crate::engine::{check_entry, EngineError, WasmEngine};
+use crate::mount::{mount_rootfs, unmount_all, MountError, RootfsMount};
+use crate::spec::{self, SpecError};
+use crate::zygote::{CreateRequest, PreparedWorkload, Zygote, ZygoteError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    #[error(transparent)]
+    Detect(#[from] DetectError),
+    #[error("{path}: {source}")]
+    Module { path: String, source: EngineError },
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
+    #[error("state root {path}: {source}")]
+    StateRoot {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Zygote(#[from] ZygoteError),
+}
+
+pub struct CreateOptions<'a> {
+    pub id: &'a str,
+    /// containerd's bundle directory (config.json, rootfs/).
+    pub bundle: &'a Path,
+    /// libcontainer's state root.
+    pub root: &'a Path,
+    pub rootfs_mounts: &'a [RootfsMount],
+    pub stdin: Option<PathBuf>,
+    pub stdout: Option<PathBuf>,
+    pub stderr: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+pub struct Created {
+    pub pid: i32,
+    pub wasm: bool,
+    /// Why wasm or native was chosen.
+    pub reason: String,
+    /// Where the rootfs is (mounted by us when containerd passed mounts).
+    pub rootfs: PathBuf,
+}
+
+pub fn create<E: WasmEngine>(
+    zygote: &Zygote,
+    engine: &E,
+    cache: &ModuleCache,
+    opts: &CreateOptions,
+) -> Result<Created, CreateError> {
+    let spec = spec::load(opts.bundle)?;
+    let rootfs = spec::rootfs(&spec, opts.bundle);
+    mount_rootfs(opts.rootfs_mounts, &rootfs)?;
+    let result = create_on_rootfs(zygote, engine, cache, opts, &spec, &rootfs);
+    if result.is_err() {
+        if let Err(e) = super::delete(opts.root, opts.id) {
+            tracing::warn!(id = opts.id, error = %e, "cleanup after failed create");
+        }
+        if !opts.rootfs_mounts.is_empty() {
+            if let Err(e) = unmount_all(&rootfs) {
+                tracing::warn!(id = opts.id, error = %e, "unmounting rootfs after failed create");
+            }
+        }
+    }
+    result
+}
+
+fn create_on_rootfs<E: WasmEngine>(
+    zygote: &Zygote,
+    engine: &E,
+    cache: &ModuleCache,
+    opts: &CreateOptions,
+    spec: &oci_spec::runtime::Spec,
+    rootfs: &Path,
+) -> Result<Created, CreateError> {
+    let decision = detect(spec, rootfs)?;
+    tracing::info!(id = opts.id, reason = %decision.reason, "workload decision");
+    let (workload, wasm) = match decision.workload {
+        Workload::Native { .. } => (PreparedWorkload::Native, false),
+        Workload::Wasm {
+            path, func, source, ..
+        } => {
+            let module_err = |source| CreateError::Module {
+                path: path.clone(),
+                source,
+            };
+            let (module, artifact, outcome) =
+                cache.get_or_compile(engine, &source).map_err(|e| match e {
+                    crate::cache::CacheError::Engine(source) => module_err(source),
+                    other => CreateError::Cache(other),
+                })?;
+            let verdict = match outcome {
+                Outcome::Hit => "hit",
+                Outcome::Miss => "miss, compiled",
+                Outcome::Replaced => "unloadable entry, recompiled",
+            };
+            tracing::info!(id = opts.id, module = %path, cache = verdict, "module prepared");
+            check_entry(engine, &module, func.as_deref()).map_err(module_err)?;
+            (
+                PreparedWorkload::Wasm {
+                    artifact,
+                    module_path: path,
+                    func,
+                },
+                true,
+            )
+        }
+    };
+
+    std::fs::create_dir_all(opts.root).map_err(|source| CreateError::StateRoot {
+        path: opts.root.to_path_buf(),
+        source,
+    })?;
+    let bundle = spec::write_effective(spec, opts.bundle, &opts.bundle.join("wasmpod"))?;
+    let request = CreateRequest {
+        id: opts.id.to_string(),
+        bundle,
+        root: opts.root.to_path_buf(),
+        stdin: opts.stdin.clone(),
+        stdout: opts.stdout.clone(),
+        stderr: opts.stderr.clone(),
+        systemd_cgroup: uses_systemd_cgroups(spec),
+        workload,
+    };
+    let pid = zygote.create(&request)?;
+    Ok(Created {
+        pid,
+        wasm,
+        reason: decision.reason,
+        rootfs: rootfs.to_path_buf(),
+    })
+}
+
+/// systemd's `slice:prefix:name` cgroupsPath form, on a host that runs systemd.
+fn uses_systemd_cgroups(spec: &oci_spec::runtime::Spec) -> bool {
+    let systemd_form = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_ref())
+        .and_then(|p| p.to_str())
+        .is_some_and(|p| !p.starts_with('/') && p.split(':').count() == 3);
+    systemd_form && Path::new("/run/systemd/system").exists()
+}

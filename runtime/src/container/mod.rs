@@ -1,0 +1,59 @@
+//! Container lifecycle verbs on top of libcontainer, one file each. State lives in
+//! libcontainer's root (`<root>/<id>`), so a fresh process (the shim's `delete` action after the
+//! shim was killed) can find and clean up what a running shim created.
+
+mod create;
+mod delete;
+mod kill;
+mod start;
+mod stats;
+
+use std::path::{Path, PathBuf};
+
+use libcontainer::container::Container;
+use libcontainer::error::LibcontainerError;
+
+pub use create::{create, CreateError, CreateOptions, Created};
+pub use delete::delete;
+pub use kill::kill;
+pub use start::start;
+pub use stats::{pids, stats};
+
+/// Default root for libcontainer state: `<DEFAULT_STATE_ROOT>/<containerd namespace>`.
+/// Kept short: libcontainer puts a unix socket under `<root>/<id>/`, and socket paths are
+/// limited to 108 bytes even with 64-character CRI ids.
+pub const DEFAULT_STATE_ROOT: &str = "/run/wasmpod";
+
+pub fn state_root(namespace: &str) -> PathBuf {
+    Path::new(DEFAULT_STATE_ROOT).join(namespace)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("container {id} not found")]
+    NotFound { id: String },
+    #[error("container {id}: {source}")]
+    Libcontainer {
+        id: String,
+        source: LibcontainerError,
+    },
+    #[error("container {id}: bad signal: {reason}")]
+    Signal { id: String, reason: String },
+    #[error("container {id} cgroup: {reason}")]
+    Cgroup { id: String, reason: String },
+}
+
+fn lc(id: &str) -> impl FnOnce(LibcontainerError) -> LifecycleError + '_ {
+    move |source| LifecycleError::Libcontainer {
+        id: id.to_string(),
+        source,
+    }
+}
+
+fn load(root: &Path, id: &str) -> Result<Container, LifecycleError> {
+    let dir = root.join(id);
+    if !dir.join("state.json").exists() {
+        return Err(LifecycleError::NotFound { id: id.to_string() });
+    }
+    Container::load(dir).map_err(lc(id))
+}

@@ -1,0 +1,289 @@
+//! Deciding whether a container runs as wasm or as a native binary, explicitly and with a
+//! reason that goes to the log. Order: annotations, then the content of args[0] in the rootfs.
+
+use std::path::Path;
+
+use oci_spec::runtime::Spec;
+
+use crate::resolve::{find_program, Program, ResolveError};
+use crate::spec;
+
+const WASM_MAGIC: &[u8] = b"\0asm";
+const CORE_VERSION: &[u8] = &[1, 0, 0, 0];
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error("{path}: not ELF, script or wasm: first bytes {head}")]
+    UnknownFormat { path: String, head: String },
+    #[error("{path}: malformed wasm module: bad magic bytes {head} (expected 00 61 73 6d)")]
+    BadMagic { path: String, head: String },
+    #[error("{path}: WASI components are not supported by this shim yet (core modules only)")]
+    Component { path: String },
+    #[error("{path}: annotation {annotation} asks for wasm, but the file is a native program")]
+    NotWasm { path: String, annotation: String },
+    #[error("{path}: the `#{func}` entrypoint syntax selects a wasm export, but this is a native program")]
+    FuncOnNative { path: String, func: String },
+    #[error("{path} is not executable")]
+    NotExecutable { path: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WasmFormat {
+    Binary,
+    Text,
+}
+
+#[derive(Debug)]
+pub enum Workload {
+    Wasm {
+        /// Module path inside the container, as given in args[0] (without `#func`).
+        path: String,
+        /// Export to call instead of `_start`.
+        func: Option<String>,
+        format: WasmFormat,
+        source: Vec<u8>,
+    },
+    Native {
+        path: String,
+    },
+}
+
+#[derive(Debug)]
+pub struct Decision {
+    pub workload: Workload,
+    /// Why this kind was chosen, for the log.
+    pub reason: String,
+}
+
+/// What the annotations ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Hint {
+    /// Must be wasm.
+    Wasm(String),
+    /// Wasm when args[0] ends in `.wasm` / `.wat`, otherwise look at the content.
+    Smart(String),
+    None,
+}
+
+fn hint(spec: &Spec) -> Hint {
+    for key in ["run.oci.handler", "module.wasm.image/variant"] {
+        match spec::annotation(spec, key) {
+            Some(v @ ("wasm" | "compat")) => return Hint::Wasm(format!("{key}={v}")),
+            Some(v @ ("wasm-smart" | "compat-smart")) => return Hint::Smart(format!("{key}={v}")),
+            _ => {}
+        }
+    }
+    Hint::None
+}
+
+fn has_wasm_extension(path: &str) -> bool {
+    path.ends_with(".wasm") || path.ends_with(".wat")
+}
+
+fn hex_head(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn detect(spec: &Spec, rootfs: &Path) -> Result<Decision, DetectError> {
+    let arg0 = spec::args(spec).first().map(String::as_str).unwrap_or("");
+    let (path, func) = spec::split_entry(arg0);
+    let path_var = spec::env_var(spec, "PATH").unwrap_or(DEFAULT_PATH);
+    let program = find_program(rootfs, path, path_var)?;
+
+    let (wanted, why) = match hint(spec) {
+        Hint::Wasm(a) => (Some(true), a),
+        Hint::Smart(a) if has_wasm_extension(path) => {
+            (Some(true), format!("{a} and a .wasm/.wat path"))
+        }
+        Hint::Smart(a) => (None, format!("{a} but no .wasm/.wat path")),
+        Hint::None => (None, "no wasm annotation".to_string()),
+    };
+    let decision = by_content(program, func, wanted.is_some())?;
+    let reason = format!("{why}; {}", decision.reason);
+    if let (Some(true), Workload::Native { path }) = (wanted, &decision.workload) {
+        return Err(DetectError::NotWasm {
+            path: path.clone(),
+            annotation: why,
+        });
+    }
+    Ok(Decision { reason, ..decision })
+}
+
+fn by_content(
+    program: Program,
+    func: Option<&str>,
+    wasm_wanted: bool,
+) -> Result<Decision, DetectError> {
+    let head = program.head(8)?;
+    let path = program.path.clone();
+    let wasm = |format, reason: String| -> Result<Decision, DetectError> {
+        Ok(Decision {
+            workload: Workload::Wasm {
+                path: path.clone(),
+                func: func.map(str::to_string),
+                format,
+                source: program.read_all()?,
+            },
+            reason,
+        })
+    };
+
+    if head.starts_with(WASM_MAGIC) {
+        if head.get(4..8) != Some(CORE_VERSION) {
+            return Err(DetectError::Component { path });
+        }
+        return wasm(
+            WasmFormat::Binary,
+            format!("{path} starts with \\0asm (core module)"),
+        );
+    }
+    if path.ends_with(".wasm") {
+        return Err(DetectError::BadMagic {
+            path,
+            head: hex_head(&head),
+        });
+    }
+    if path.ends_with(".wat") {
+        return wasm(WasmFormat::Text, format!("{path} is wasm text (.wat)"));
+    }
+    let native_reason = if head.starts_with(b"\x7fELF") {
+        "is an ELF binary"
+    } else if head.starts_with(b"#!") {
+        "is a #! script"
+    } else {
+        return Err(DetectError::UnknownFormat {
+            path,
+            head: hex_head(&head),
+        });
+    };
+    if let Some(func) = func {
+        return Err(DetectError::FuncOnNative {
+            path,
+            func: func.to_string(),
+        });
+    }
+    if !wasm_wanted && !program.is_executable() {
+        return Err(DetectError::NotExecutable { path });
+    }
+    Ok(Decision {
+        reason: format!("{path} {native_reason}: native execve"),
+        workload: Workload::Native { path },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn spec_with(args: &[&str], annotations: &[(&str, &str)]) -> Spec {
+        let mut spec = spec::example();
+        let mut p = spec.process().clone().unwrap_or_default();
+        p.set_args(Some(args.iter().map(|s| s.to_string()).collect()));
+        p.set_env(Some(vec!["PATH=/bin".into()]));
+        spec.set_process(Some(p));
+        let a: HashMap<String, String> = annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        spec.set_annotations(Some(a));
+        spec
+    }
+
+    fn rootfs() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let put = |name: &str, bytes: &[u8], mode: u32| {
+            let p = dir.path().join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, bytes).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        put("bin/tool", b"\x7fELF\x02\x01\x01\x00", 0o755);
+        put("bin/script", b"#!/bin/sh\necho\n", 0o755);
+        put("app.wasm", b"\0asm\x01\0\0\0", 0o644);
+        put("comp.wasm", b"\0asm\x0d\0\x01\0", 0o644);
+        put("bad.wasm", b"\0asX garbage", 0o644);
+        put("mod.wat", b"(module)", 0o644);
+        put("data.txt", b"plain text", 0o644);
+        dir
+    }
+
+    fn decide(args: &[&str], ann: &[(&str, &str)]) -> Result<Decision, DetectError> {
+        let root = rootfs();
+        detect(&spec_with(args, ann), root.path())
+    }
+
+    #[test]
+    fn content_decides_without_annotations() {
+        assert!(matches!(
+            decide(&["tool"], &[]).unwrap().workload,
+            Workload::Native { .. }
+        ));
+        assert!(matches!(
+            decide(&["/bin/script"], &[]).unwrap().workload,
+            Workload::Native { .. }
+        ));
+        let d = decide(&["/app.wasm#greet"], &[]).unwrap();
+        match d.workload {
+            Workload::Wasm {
+                path, func, format, ..
+            } => {
+                assert_eq!(
+                    (path.as_str(), func.as_deref(), format),
+                    ("/app.wasm", Some("greet"), WasmFormat::Binary)
+                );
+            }
+            w => panic!("{w:?}"),
+        }
+        assert!(matches!(
+            decide(&["/mod.wat"], &[]).unwrap().workload,
+            Workload::Wasm {
+                format: WasmFormat::Text,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn bad_inputs_name_the_cause() {
+        let e = decide(&["/bad.wasm"], &[]).unwrap_err().to_string();
+        assert!(e.contains("bad magic bytes 00 61 73 58"), "{e}");
+        let e = decide(&["/data.txt"], &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("not ELF, script or wasm: first bytes 70 6c 61 69"),
+            "{e}"
+        );
+        let e = decide(&["/comp.wasm"], &[]).unwrap_err().to_string();
+        assert!(e.contains("components"), "{e}");
+        let e = decide(&["/nope.wasm"], &[]).unwrap_err().to_string();
+        assert!(e.contains("not found in rootfs"), "{e}");
+        let e = decide(&["tool#main"], &[]).unwrap_err().to_string();
+        assert!(e.contains("native program"), "{e}");
+    }
+
+    #[test]
+    fn annotations() {
+        let e = decide(&["tool"], &[("run.oci.handler", "wasm")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("asks for wasm"), "{e}");
+        let d = decide(&["tool"], &[("module.wasm.image/variant", "compat-smart")]).unwrap();
+        assert!(
+            matches!(d.workload, Workload::Native { .. }),
+            "{}",
+            d.reason
+        );
+        assert!(d.reason.contains("no .wasm/.wat path"), "{}", d.reason);
+        let d = decide(&["/app.wasm"], &[("run.oci.handler", "wasm-smart")]).unwrap();
+        assert!(matches!(d.workload, Workload::Wasm { .. }));
+    }
+}

@@ -1,0 +1,77 @@
+//! The extension point for wasm engines. Each engine in `executors/` implements [`WasmEngine`];
+//! everything else (containers, detection, caching, the shim) is shared.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("invalid wasm module: {0}")]
+    Compile(String),
+    #[error("loading compiled module {path}: {reason}")]
+    Load { path: PathBuf, reason: String },
+    #[error("export `{func}` not found in module (function exports: {available})")]
+    MissingExport { func: String, available: String },
+    #[error("wasm trap: {0}")]
+    Trap(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What a guest gets from its container's spec.
+#[derive(Debug, Clone)]
+pub struct GuestContext {
+    /// WASI args; argv[0] is the module path.
+    pub args: Vec<String>,
+    /// `KEY=VALUE` pairs.
+    pub env: Vec<String>,
+    /// The spec's working directory, preopened as `.` besides `/`.
+    pub cwd: PathBuf,
+    /// Export to call instead of `_start`.
+    pub func: Option<String>,
+}
+
+pub trait WasmEngine: Clone + Send + Sync + 'static {
+    /// Engine name, as in the runtime name `io.containerd.<NAME>.v1`.
+    const NAME: &'static str;
+    /// A loaded module; cloned into the container's init process.
+    type Module: Clone + Send + Sync + 'static;
+
+    fn new() -> Result<Self, EngineError>;
+
+    /// Changes whenever artifacts compiled by an earlier build stop being loadable.
+    fn compatibility_key(&self) -> String;
+
+    /// Validates and compiles a module from wasm binary or text; returns the artifact bytes.
+    fn precompile(&self, source: &[u8]) -> Result<Vec<u8>, EngineError>;
+
+    /// Loads an artifact that [`WasmEngine::precompile`] produced on this node.
+    fn load(&self, artifact: &Path) -> Result<Self::Module, EngineError>;
+
+    /// Names of the module's function exports.
+    fn function_exports(&self, module: &Self::Module) -> Vec<String>;
+
+    /// Runs the guest in the calling process (the container's init) and returns its exit code.
+    /// A trap is [`EngineError::Trap`].
+    fn run(&self, module: &Self::Module, guest: &GuestContext) -> Result<i32, EngineError>;
+}
+
+/// Checks that `func` (or `_start` when none) is a function export of `module`.
+pub fn check_entry<E: WasmEngine>(
+    engine: &E,
+    module: &E::Module,
+    func: Option<&str>,
+) -> Result<(), EngineError> {
+    let wanted = func.unwrap_or("_start");
+    let exports = engine.function_exports(module);
+    if exports.iter().any(|e| e == wanted) {
+        return Ok(());
+    }
+    Err(EngineError::MissingExport {
+        func: wanted.to_string(),
+        available: if exports.is_empty() {
+            "none".into()
+        } else {
+            exports.join(", ")
+        },
+    })
+}

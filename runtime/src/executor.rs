@@ -1,0 +1,104 @@
+//! The libcontainer [`Executor`] installed in every container: it runs inside the container's
+//! init process after namespaces, cgroups, pivot_root, capabilities and seccomp are set up,
+//! and either runs the prepared wasm module or `execve`s the native program.
+
+use std::path::PathBuf;
+
+use libcontainer::workload::default::DefaultExecutor;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
+use oci_spec::runtime::Spec;
+
+use crate::engine::{EngineError, GuestContext, WasmEngine};
+use crate::spec;
+
+/// Exit code of a guest that trapped, as the wasmtime CLI reports it (128 + SIGABRT).
+pub const TRAP_EXIT_CODE: i32 = 134;
+
+#[derive(Clone)]
+pub enum WorkloadExecutor<E: WasmEngine> {
+    Native,
+    Wasm {
+        engine: E,
+        module: E::Module,
+        /// argv[0] for the guest: the module path inside the container.
+        module_path: String,
+        func: Option<String>,
+    },
+}
+
+impl<E: WasmEngine> Executor for WorkloadExecutor<E> {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        match self {
+            Self::Native => DefaultExecutor {}.exec(spec),
+            Self::Wasm {
+                engine,
+                module,
+                module_path,
+                func,
+            } => {
+                install_stop_handlers();
+                let guest = guest_context(spec, module_path, func.clone());
+                let code = match engine.run(module, &guest) {
+                    Ok(code) => code,
+                    Err(EngineError::Trap(msg)) => {
+                        eprintln!("wasmpod: {module_path}: wasm trap: {msg}");
+                        TRAP_EXIT_CODE
+                    }
+                    Err(e) => {
+                        eprintln!("wasmpod: {module_path}: {e}");
+                        1
+                    }
+                };
+                std::process::exit(code)
+            }
+        }
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        match self {
+            Self::Native => DefaultExecutor {}.validate(spec),
+            Self::Wasm { .. } => Ok(()),
+        }
+    }
+}
+
+fn guest_context(spec: &Spec, module_path: &str, func: Option<String>) -> GuestContext {
+    let mut args = spec::args(spec).to_vec();
+    if let Some(first) = args.first_mut() {
+        *first = module_path.to_string();
+    }
+    let cwd = spec
+        .process()
+        .as_ref()
+        .map(|p| p.cwd().clone())
+        .unwrap_or_else(|| PathBuf::from("/"));
+    GuestContext {
+        args,
+        env: spec::env(spec).to_vec(),
+        cwd,
+        func,
+    }
+}
+
+/// The guest runs as PID 1 of its PID namespace, where the kernel drops signals that have no
+/// handler. A wasm guest cannot install one, so we do: SIGTERM, SIGINT and SIGHUP end the
+/// guest at once with 128 + signal, even in the middle of a busy loop.
+fn install_stop_handlers() {
+    extern "C" fn on_stop(signal: libc::c_int) {
+        const MSG: &[u8] = b"wasmpod: stop signal received, ending wasm guest\n";
+        // SAFETY: write(2) and _exit(2) are async-signal-safe.
+        unsafe {
+            libc::write(2, MSG.as_ptr().cast(), MSG.len());
+            libc::_exit(128 + signal);
+        }
+    }
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: the handler only calls async-signal-safe functions.
+        unsafe {
+            libc::signal(
+                signal,
+                on_stop as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            );
+        }
+    }
+}

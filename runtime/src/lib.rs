@@ -1,0 +1,19 @@
+//! wasmpod's runtime: real Linux containers through youki's libcontainer, whose init process
+//! runs either a wasm module in a pluggable engine or a native binary.
+//!
+//! Layers: [`container`] (generic lifecycle), [`detect`] + [`cache`] + [`executor`] (wasm
+//! policy), [`engine::WasmEngine`] (implemented once per engine in `executors/`).
+
+pub mod cache;
+pub mod container;
+pub mod detect;
+pub mod engine;
+pub mod executor;
+pub mod mount;
+pub mod resolve;
+pub mod spec;
+pub mod stdio;
+pub mod zygote;
+
+pub use engine::{EngineError, GuestContext, WasmEngine};
+pub use zygote::Zygote;

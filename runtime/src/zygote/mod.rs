@@ -1,0 +1,135 @@
+//! The zygote: a single-threaded process forked at shim start-up, before any thread exists.
+//!
+//! libcontainer forks and then runs Rust code in the child. Doing that from the multi-threaded
+//! shim (ttrpc workers, the reaper) is undefined behaviour: another thread may hold the
+//! allocator or a logger lock at fork time. So the shim never forks; it asks the zygote, which
+//! forks one short-lived worker per container. Workers run concurrently, and the container's
+//! init is reparented to the shim (a child subreaper) when its worker exits.
+
+mod protocol;
+mod worker;
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::socket::{
+    recv, sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
+};
+use nix::unistd::{fork, ForkResult, Pid};
+
+pub use protocol::{CreateReply, CreateRequest, PreparedWorkload};
+
+use crate::engine::WasmEngine;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ZygoteError {
+    #[error("starting zygote: {0}")]
+    Spawn(nix::Error),
+    #[error("zygote request failed: {0}")]
+    Io(nix::Error),
+    #[error("zygote protocol: {0}")]
+    Protocol(String),
+    #[error("container worker exited without a reply (see the shim log)")]
+    NoReply,
+    #[error("{0}")]
+    Create(String),
+}
+
+/// The shim's handle on its zygote.
+pub struct Zygote {
+    socket: OwnedFd,
+    pid: Pid,
+}
+
+fn seqpacket_pair() -> nix::Result<(OwnedFd, OwnedFd)> {
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+}
+
+impl Zygote {
+    /// Forks the zygote. Call only while the process is single-threaded, i.e. first in `main`.
+    pub fn spawn<E: WasmEngine>() -> Result<Self, ZygoteError> {
+        let (ours, theirs) = seqpacket_pair().map_err(ZygoteError::Spawn)?;
+        // SAFETY: the caller guarantees a single-threaded process.
+        match unsafe { fork() }.map_err(ZygoteError::Spawn)? {
+            ForkResult::Child => {
+                drop(ours);
+                worker::serve::<E>(theirs)
+            }
+            ForkResult::Parent { child } => Ok(Self {
+                socket: ours,
+                pid: child,
+            }),
+        }
+    }
+
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Creates a container through a zygote worker; returns its init pid.
+    pub fn create(&self, request: &CreateRequest) -> Result<i32, ZygoteError> {
+        let body = serde_json::to_vec(request).map_err(|e| ZygoteError::Protocol(e.to_string()))?;
+        let (reply_ours, reply_theirs) = seqpacket_pair().map_err(ZygoteError::Io)?;
+        let fds = [reply_theirs.as_raw_fd()];
+        sendmsg::<()>(
+            self.socket.as_raw_fd(),
+            &[IoSlice::new(&body)],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        )
+        .map_err(ZygoteError::Io)?;
+        // Only the worker may hold the write side now, so a dead worker reads as EOF.
+        drop(reply_theirs);
+
+        let mut buf = vec![0u8; protocol::MAX_MESSAGE];
+        let n = loop {
+            match recv(reply_ours.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Err(nix::Error::EINTR) => continue,
+                other => break other.map_err(ZygoteError::Io)?,
+            }
+        };
+        if n == 0 {
+            return Err(ZygoteError::NoReply);
+        }
+        match serde_json::from_slice(&buf[..n]).map_err(|e| ZygoteError::Protocol(e.to_string()))? {
+            CreateReply::Created { pid } => Ok(pid),
+            CreateReply::Failed { error } => Err(ZygoteError::Create(error)),
+        }
+    }
+}
+
+/// Receives one request and the reply socket passed with it.
+fn receive(socket: &OwnedFd) -> nix::Result<Option<(Vec<u8>, Option<OwnedFd>)>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned};
+    use std::os::fd::FromRawFd;
+    let mut buf = vec![0u8; protocol::MAX_MESSAGE];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let msg = recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    if msg.bytes == 0 {
+        return Ok(None);
+    }
+    let mut reply = None;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for fd in fds {
+                // SAFETY: the kernel just installed this descriptor for us.
+                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+                reply.get_or_insert(owned);
+            }
+        }
+    }
+    let len = msg.bytes;
+    Ok(Some((buf[..len].to_vec(), reply)))
+}

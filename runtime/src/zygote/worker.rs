@@ -1,0 +1,144 @@
+//! Inside the zygote: the request loop, and the per-container worker it forks.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use nix::sys::signal::{signal, SigHandler, Signal};
+use nix::sys::socket::{send, MsgFlags};
+use nix::unistd::{fork, ForkResult};
+
+use super::protocol::{CreateReply, CreateRequest, PreparedWorkload};
+use crate::engine::WasmEngine;
+use crate::executor::WorkloadExecutor;
+use crate::stdio::Stdio;
+
+/// The zygote's main loop; never returns.
+pub(super) fn serve<E: WasmEngine>(socket: OwnedFd) -> ! {
+    // SAFETY: prctl and signal disposition changes in a single-threaded process.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        // Workers are reaped by the kernel; none of them is waited for.
+        let _ = signal(Signal::SIGCHLD, SigHandler::SigIgn);
+    }
+    detach_stdio();
+    loop {
+        let (body, reply) = match super::receive(&socket) {
+            Ok(Some(message)) => message,
+            // The shim closed its end or is gone.
+            Ok(None) | Err(_) => unsafe { libc::_exit(0) },
+        };
+        let Some(reply) = reply else { continue };
+        // SAFETY: the zygote is single-threaded.
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => {
+                drop(socket);
+                let outcome = handle::<E>(&body);
+                let message = match outcome {
+                    Ok(pid) => CreateReply::Created { pid },
+                    Err(error) => CreateReply::Failed { error },
+                };
+                if let Ok(bytes) = serde_json::to_vec(&message) {
+                    let _ = send(reply.as_raw_fd(), &bytes, MsgFlags::empty());
+                }
+                unsafe { libc::_exit(0) }
+            }
+            Ok(ForkResult::Parent { .. }) => drop(reply),
+            Err(e) => {
+                let message = CreateReply::Failed {
+                    error: format!("zygote cannot fork a container worker: {e}"),
+                };
+                if let Ok(bytes) = serde_json::to_vec(&message) {
+                    let _ = send(reply.as_raw_fd(), &bytes, MsgFlags::empty());
+                }
+            }
+        }
+    }
+}
+
+/// The zygote must not hold containerd's pipes: `start` waits for EOF on the shim's stdout.
+fn detach_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..3 {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
+        }
+    }
+}
+
+fn threads_of_self() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
+}
+
+/// Builds one container in this freshly forked worker; returns the init pid.
+fn handle<E: WasmEngine>(body: &[u8]) -> Result<i32, String> {
+    // SAFETY: restore default SIGCHLD so libcontainer can wait for its intermediate process.
+    unsafe {
+        let _ = signal(Signal::SIGCHLD, SigHandler::SigDfl);
+    }
+    let request: CreateRequest =
+        serde_json::from_slice(body).map_err(|e| format!("bad zygote request: {e}"))?;
+    let executor = prepare::<E>(&request.workload)?;
+    let stdio =
+        Stdio::open(&request.stdin, &request.stdout, &request.stderr).map_err(|e| e.to_string())?;
+
+    // The guarantee this whole process exists for: libcontainer forks from here.
+    let threads = threads_of_self();
+    if threads != 1 {
+        return Err(format!(
+            "refusing to create container: worker has {threads} threads, fork would be unsafe"
+        ));
+    }
+    build(&request, executor, stdio).map_err(|e| format!("creating container: {e}"))
+}
+
+fn prepare<E: WasmEngine>(workload: &PreparedWorkload) -> Result<WorkloadExecutor<E>, String> {
+    match workload {
+        PreparedWorkload::Native => Ok(WorkloadExecutor::Native),
+        PreparedWorkload::Wasm {
+            artifact,
+            module_path,
+            func,
+        } => {
+            let engine = E::new().map_err(|e| e.to_string())?;
+            let module = engine.load(artifact).map_err(|e| e.to_string())?;
+            Ok(WorkloadExecutor::Wasm {
+                engine,
+                module,
+                module_path: module_path.clone(),
+                func: func.clone(),
+            })
+        }
+    }
+}
+
+fn build<E: WasmEngine>(
+    request: &CreateRequest,
+    executor: WorkloadExecutor<E>,
+    stdio: Stdio,
+) -> Result<i32, Box<dyn std::error::Error>> {
+    let mut builder = ContainerBuilder::new(request.id.clone(), SyscallType::Linux)
+        .with_executor(executor)
+        .with_root_path(&request.root)?;
+    if let Some(fd) = stdio.stdin {
+        builder = builder.with_stdin(fd);
+    }
+    if let Some(fd) = stdio.stdout {
+        builder = builder.with_stdout(fd);
+    }
+    if let Some(fd) = stdio.stderr {
+        builder = builder.with_stderr(fd);
+    }
+    let container = builder
+        .validate_id()?
+        .as_init(Path::new(&request.bundle))
+        .with_systemd(request.systemd_cgroup)
+        .with_detach(true)
+        .build()?;
+    let pid = container.pid().ok_or("libcontainer returned no init pid")?;
+    Ok(pid.as_raw())
+}

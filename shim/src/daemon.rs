@@ -1,0 +1,141 @@
+//! The long-running shim daemon: one per pod (group), serving containerd's task API over ttrpc.
+//!
+//! Start-up order matters for fork safety: the zygote is forked by `lib::run` before anything
+//! here runs; then signals are blocked (so the signal thread alone receives them), and only then
+//! are threads created.
+
+use std::io::ErrorKind;
+use std::path::Path;
+use std::sync::Arc;
+
+use containerd_shim::protos::ttrpc::Server;
+use containerd_shim::protos::Task;
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::{ExitSignal, Flags};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use wasmpod_runtime::{WasmEngine, Zygote};
+
+use crate::events::Events;
+use crate::service::Service;
+use crate::tasks::Tasks;
+
+type Methods = std::collections::HashMap<
+    String,
+    Box<dyn containerd_shim::protos::ttrpc::MethodHandler + Send + Sync>,
+>;
+
+/// The task service under the names of both task API versions: containerd 1.6 and 1.7 call
+/// `containerd.task.v2.Task`, 2.x calls `containerd.task.v3.Task`; the messages are the same.
+fn task_methods(task: Arc<dyn Task + Send + Sync>) -> Methods {
+    let mut methods = containerd_shim::protos::create_task(task.clone());
+    for (name, handler) in containerd_shim::protos::create_task(task) {
+        methods.insert(name.replace(".task.v3.", ".task.v2."), handler);
+    }
+    methods
+}
+
+fn socket_path(address: &str) -> &Path {
+    Path::new(address.strip_prefix("unix://").unwrap_or(address))
+}
+
+fn bind(address: &str) -> anyhow::Result<Server> {
+    if let Some(dir) = socket_path(address).parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match Server::new().bind(address) {
+        Ok(server) => Ok(server),
+        Err(containerd_shim::protos::ttrpc::Error::Others(msg)) if msg.contains("in use") => {
+            // `start` found no live shim there, so this socket is stale.
+            std::fs::remove_file(socket_path(address))?;
+            Ok(Server::new().bind(address)?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reaps every child: container inits are reparented to us (a child subreaper).
+fn reap_children(tasks: &Tasks, events: &Events) {
+    loop {
+        let (pid, code) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => (pid, code),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, 128 + sig as i32),
+            Ok(WaitStatus::StillAlive) | Err(nix::Error::ECHILD) => return,
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "waitpid");
+                return;
+            }
+        };
+        if let Some(task) = tasks.record_exit(pid.as_raw(), code) {
+            tracing::info!(id = %task.id, pid = pid.as_raw(), code, "container exited");
+            events.exited(&task);
+        }
+    }
+}
+
+fn spawn_signal_thread(
+    signals: SigSet,
+    tasks: Arc<Tasks>,
+    events: Arc<Events>,
+) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || loop {
+            match signals.wait() {
+                Ok(Signal::SIGCHLD) => reap_children(&tasks, &events),
+                // containerd stops shims through Shutdown; a stray TERM must not orphan containers.
+                Ok(sig) => tracing::info!(signal = %sig, "ignoring signal"),
+                Err(e) => tracing::warn!(error = %e, "sigwait"),
+            }
+        })?;
+    Ok(())
+}
+
+pub fn run<E: WasmEngine>(flags: &Flags, zygote: &'static Zygote) -> anyhow::Result<()> {
+    // SAFETY: prctl on our own process.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        anyhow::bail!(
+            "cannot become a child subreaper: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    let mut signals = SigSet::empty();
+    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
+        signals.add(s);
+    }
+    signals.thread_block()?;
+
+    if let Err(e) = containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id)
+    {
+        // Logging is best effort: a shim without its log FIFO still serves containers.
+        eprintln!("shim logger: {e}");
+    }
+    let ttrpc_address = std::env::var("TTRPC_ADDRESS")
+        .map_err(|_| anyhow::anyhow!("TTRPC_ADDRESS is not set (containerd sets it)"))?;
+    let publisher = RemotePublisher::new(&ttrpc_address)?;
+    let exit = Arc::new(ExitSignal::default());
+    let service = Service::<E>::new(
+        zygote,
+        &flags.namespace,
+        Events::new(publisher, flags.namespace.clone()),
+        exit.clone(),
+    );
+    spawn_signal_thread(signals, service.tasks.clone(), service.events.clone())?;
+
+    let mut server = bind(&flags.socket)?.register_service(task_methods(Arc::new(service)));
+    server.start()?;
+    tracing::info!(socket = %flags.socket, zygote = zygote.pid().as_raw(), "shim serving");
+    // Tell `start` we are up: it reads our stdout until EOF.
+    let _ = nix::unistd::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO);
+
+    exit.wait();
+    server.shutdown();
+    if let Err(e) = std::fs::remove_file(socket_path(&flags.socket)) {
+        if e.kind() != ErrorKind::NotFound {
+            tracing::warn!(error = %e, "removing shim socket");
+        }
+    }
+    Ok(())
+}

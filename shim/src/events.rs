@@ -1,0 +1,91 @@
+//! Publishing task events to containerd. A failed publish is logged, never fatal: containerd
+//! also learns the state through `State` and `Wait`.
+
+use std::time::SystemTime;
+
+use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskIO, TaskStart};
+use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim::protos::protobuf::MessageDyn;
+use containerd_shim::protos::topics::{
+    TASK_CREATE_EVENT_TOPIC, TASK_DELETE_EVENT_TOPIC, TASK_EXIT_EVENT_TOPIC, TASK_START_EVENT_TOPIC,
+};
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::Context;
+
+use crate::tasks::Task;
+
+pub struct Events {
+    publisher: RemotePublisher,
+    namespace: String,
+}
+
+pub fn timestamp(at: SystemTime) -> Timestamp {
+    let d = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut ts = Timestamp::new();
+    ts.seconds = d.as_secs() as i64;
+    ts.nanos = d.subsec_nanos() as i32;
+    ts
+}
+
+impl Events {
+    pub fn new(publisher: RemotePublisher, namespace: String) -> Self {
+        Self {
+            publisher,
+            namespace,
+        }
+    }
+
+    fn publish(&self, topic: &str, event: Box<dyn MessageDyn>) {
+        if let Err(e) = self
+            .publisher
+            .publish(Context::default(), topic, &self.namespace, event)
+        {
+            tracing::warn!(topic, error = %e, "publishing event");
+        }
+    }
+
+    pub fn created(&self, task: &Task) {
+        let mut io = TaskIO::new();
+        io.stdin = task.stdin.clone();
+        io.stdout = task.stdout.clone();
+        io.stderr = task.stderr.clone();
+        let mut e = TaskCreate::new();
+        e.container_id = task.id.clone();
+        e.bundle = task.bundle.display().to_string();
+        e.pid = task.pid as u32;
+        e.io = Some(io).into();
+        self.publish(TASK_CREATE_EVENT_TOPIC, Box::new(e));
+    }
+
+    pub fn started(&self, task: &Task) {
+        let mut e = TaskStart::new();
+        e.container_id = task.id.clone();
+        e.pid = task.pid as u32;
+        self.publish(TASK_START_EVENT_TOPIC, Box::new(e));
+    }
+
+    pub fn exited(&self, task: &Task) {
+        let Some(exit) = &task.exit else { return };
+        let mut e = TaskExit::new();
+        e.container_id = task.id.clone();
+        e.id = task.id.clone();
+        e.pid = task.pid as u32;
+        e.exit_status = exit.code;
+        e.exited_at = Some(timestamp(exit.at)).into();
+        self.publish(TASK_EXIT_EVENT_TOPIC, Box::new(e));
+    }
+
+    pub fn deleted(&self, task: &Task) {
+        let mut e = TaskDelete::new();
+        e.container_id = task.id.clone();
+        e.id = task.id.clone();
+        e.pid = task.pid as u32;
+        if let Some(exit) = &task.exit {
+            e.exit_status = exit.code;
+            e.exited_at = Some(timestamp(exit.at)).into();
+        }
+        self.publish(TASK_DELETE_EVENT_TOPIC, Box::new(e));
+    }
+}

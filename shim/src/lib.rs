@@ -1,0 +1,55 @@
+//! The containerd shim (runtime v2, ttrpc task service) shared by every engine's binary.
+
+mod daemon;
+mod delete;
+mod events;
+mod metrics;
+mod service;
+mod start;
+mod tasks;
+
+use std::sync::OnceLock;
+
+use wasmpod_runtime::{WasmEngine, Zygote};
+
+static ZYGOTE: OnceLock<Zygote> = OnceLock::new();
+
+fn fail(engine: &str, e: impl std::fmt::Display) -> ! {
+    // stderr reaches the containerd user: "failed to start shim: start failed: <this>".
+    eprintln!("containerd-shim-{engine}-v1: {e}");
+    std::process::exit(1)
+}
+
+/// Entry point of `containerd-shim-<engine>-v1`.
+pub fn run<E: WasmEngine>() {
+    let args: Vec<String> = std::env::args().collect();
+    let flags = containerd_shim::parse(args.get(1..).unwrap_or_default())
+        .unwrap_or_else(|e| fail(E::NAME, e));
+    if flags.version {
+        println!(
+            "containerd-shim-{}-v1 {}",
+            E::NAME,
+            env!("CARGO_PKG_VERSION")
+        );
+        return;
+    }
+    if flags.namespace.is_empty() {
+        fail(E::NAME, "-namespace is required");
+    }
+    let result = match flags.action.as_str() {
+        "start" => start::run(&flags).map_err(anyhow::Error::from),
+        "delete" => delete::run(&flags),
+        "" if !flags.socket.is_empty() => {
+            // First thing, while the process has one thread: see `wasmpod_runtime::zygote`.
+            let zygote = Zygote::spawn::<E>().unwrap_or_else(|e| fail(E::NAME, e));
+            let zygote = ZYGOTE.get_or_init(|| zygote);
+            daemon::run::<E>(&flags, zygote)
+        }
+        other => Err(anyhow::anyhow!(
+            "unknown action {other:?} (expected start or delete)"
+        )),
+    };
+    if let Err(e) = result {
+        fail(E::NAME, format!("{e:#}"));
+    }
+}

@@ -1,0 +1,334 @@
+//! The ttrpc task service containerd talks to. Each verb maps onto the runtime's lifecycle
+//! functions; this file owns only the protocol mapping and the task table.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use containerd_shim::api::{self, Status};
+use containerd_shim::protos::protobuf::well_known_types::empty::Empty;
+use containerd_shim::protos::ttrpc::{self, Code};
+use containerd_shim::protos::types::task::ProcessInfo;
+use containerd_shim::{ExitSignal, TtrpcContext, TtrpcResult};
+use wasmpod_runtime::cache::ModuleCache;
+use wasmpod_runtime::container::{self, CreateOptions};
+use wasmpod_runtime::mount::{unmount_all, RootfsMount};
+use wasmpod_runtime::{WasmEngine, Zygote};
+
+use crate::events::{timestamp, Events};
+use crate::tasks::{Task, Tasks};
+
+pub struct Service<E: WasmEngine> {
+    pub(crate) tasks: Arc<Tasks>,
+    pub(crate) events: Arc<Events>,
+    zygote: &'static Zygote,
+    engine: OnceLock<E>,
+    cache: ModuleCache,
+    root: PathBuf,
+    exit: Arc<ExitSignal>,
+}
+
+pub fn error(code: Code, msg: impl Into<String>) -> ttrpc::Error {
+    ttrpc::Error::RpcStatus(ttrpc::get_status(code, msg.into()))
+}
+
+fn not_found(id: &str) -> ttrpc::Error {
+    error(Code::NOT_FOUND, format!("container {id} not found"))
+}
+
+fn unsupported(what: &str) -> ttrpc::Error {
+    error(
+        Code::UNIMPLEMENTED,
+        format!("{what} is not supported by wasmpod yet"),
+    )
+}
+
+fn opt_path(s: &str) -> Option<PathBuf> {
+    (!s.is_empty()).then(|| PathBuf::from(s))
+}
+
+impl<E: WasmEngine> Service<E> {
+    pub fn new(
+        zygote: &'static Zygote,
+        namespace: &str,
+        events: Events,
+        exit: Arc<ExitSignal>,
+    ) -> Self {
+        Self {
+            tasks: Arc::new(Tasks::default()),
+            events: Arc::new(events),
+            zygote,
+            engine: OnceLock::new(),
+            cache: ModuleCache::for_engine(E::NAME),
+            root: container::state_root(namespace),
+            exit,
+        }
+    }
+
+    fn engine(&self) -> Result<&E, ttrpc::Error> {
+        if let Some(e) = self.engine.get() {
+            return Ok(e);
+        }
+        let engine = E::new().map_err(|e| error(Code::INTERNAL, e.to_string()))?;
+        Ok(self.engine.get_or_init(|| engine))
+    }
+
+    fn task(&self, id: &str, exec_id: &str) -> Result<Task, ttrpc::Error> {
+        if !exec_id.is_empty() {
+            return Err(unsupported("exec"));
+        }
+        self.tasks.get(id).ok_or_else(|| not_found(id))
+    }
+
+    fn do_create(&self, req: &api::CreateTaskRequest) -> Result<Task, ttrpc::Error> {
+        if req.terminal {
+            return Err(unsupported("a terminal (-t)"));
+        }
+        if self.tasks.contains(&req.id) {
+            return Err(error(
+                Code::ALREADY_EXISTS,
+                format!("container {} exists", req.id),
+            ));
+        }
+        let bundle = Path::new(&req.bundle);
+        let mounts: Vec<RootfsMount> = req
+            .rootfs
+            .iter()
+            .map(|m| RootfsMount {
+                fstype: m.type_.clone(),
+                source: m.source.clone(),
+                options: m.options.clone(),
+            })
+            .collect();
+        let opts = CreateOptions {
+            id: &req.id,
+            bundle,
+            root: &self.root,
+            rootfs_mounts: &mounts,
+            stdin: opt_path(&req.stdin),
+            stdout: opt_path(&req.stdout),
+            stderr: opt_path(&req.stderr),
+        };
+        let created =
+            container::create(self.zygote, self.engine()?, &self.cache, &opts).map_err(|e| {
+                tracing::warn!(id = %req.id, error = %e, "create failed");
+                error(Code::INVALID_ARGUMENT, e.to_string())
+            })?;
+        tracing::info!(id = %req.id, pid = created.pid, wasm = created.wasm, "container created");
+        Ok(Task {
+            id: req.id.clone(),
+            bundle: bundle.to_path_buf(),
+            pid: created.pid,
+            status: Status::CREATED,
+            exit: None,
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            mounted_rootfs: (!mounts.is_empty()).then_some(created.rootfs),
+        })
+    }
+
+    fn do_delete(&self, task: &Task) -> Result<(), ttrpc::Error> {
+        container::delete(&self.root, &task.id)
+            .map_err(|e| error(Code::INTERNAL, e.to_string()))?;
+        if let Some(rootfs) = &task.mounted_rootfs {
+            unmount_all(rootfs).map_err(|e| error(Code::INTERNAL, e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+impl<E: WasmEngine> containerd_shim::Task for Service<E> {
+    fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CreateTaskRequest,
+    ) -> TtrpcResult<api::CreateTaskResponse> {
+        let task = self.do_create(&req)?;
+        let pid = task.pid as u32;
+        self.tasks.insert(task.clone());
+        self.events.created(&task);
+        Ok(api::CreateTaskResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    fn start(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StartRequest,
+    ) -> TtrpcResult<api::StartResponse> {
+        let task = self.task(&req.id, &req.exec_id)?;
+        container::start(&self.root, &req.id).map_err(|e| error(Code::INTERNAL, e.to_string()))?;
+        self.tasks.set_running(&req.id);
+        self.events.started(&task);
+        Ok(api::StartResponse {
+            pid: task.pid as u32,
+            ..Default::default()
+        })
+    }
+
+    fn state(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StateRequest,
+    ) -> TtrpcResult<api::StateResponse> {
+        let task = self.task(&req.id, &req.exec_id)?;
+        let mut resp = api::StateResponse {
+            id: task.id.clone(),
+            bundle: task.bundle.display().to_string(),
+            pid: task.pid as u32,
+            status: task.status.into(),
+            stdin: task.stdin.clone(),
+            stdout: task.stdout.clone(),
+            stderr: task.stderr.clone(),
+            ..Default::default()
+        };
+        if let Some(exit) = &task.exit {
+            resp.exit_status = exit.code;
+            resp.exited_at = Some(timestamp(exit.at)).into();
+        }
+        Ok(resp)
+    }
+
+    fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> TtrpcResult<api::WaitResponse> {
+        self.task(&req.id, &req.exec_id)?;
+        let exit = self
+            .tasks
+            .wait_exit(&req.id)
+            .ok_or_else(|| not_found(&req.id))?;
+        Ok(api::WaitResponse {
+            exit_status: exit.code,
+            exited_at: Some(timestamp(exit.at)).into(),
+            ..Default::default()
+        })
+    }
+
+    fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<Empty> {
+        let task = self.task(&req.id, &req.exec_id)?;
+        if task.exit.is_some() && !req.all {
+            return Err(error(
+                Code::NOT_FOUND,
+                format!("container {}: process already finished", req.id),
+            ));
+        }
+        tracing::info!(id = %req.id, signal = req.signal, all = req.all, "kill");
+        container::kill(&self.root, &req.id, req.signal, req.all)
+            .map_err(|e| error(Code::INTERNAL, e.to_string()))?;
+        Ok(Empty::new())
+    }
+
+    fn delete(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::DeleteRequest,
+    ) -> TtrpcResult<api::DeleteResponse> {
+        let task = self.task(&req.id, &req.exec_id)?;
+        self.do_delete(&task)?;
+        let task = self.tasks.remove(&req.id).unwrap_or(task);
+        self.events.deleted(&task);
+        let mut resp = api::DeleteResponse {
+            pid: task.pid as u32,
+            ..Default::default()
+        };
+        if let Some(exit) = &task.exit {
+            resp.exit_status = exit.code;
+            resp.exited_at = Some(timestamp(exit.at)).into();
+        }
+        Ok(resp)
+    }
+
+    fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
+        self.task(&req.id, "")?;
+        let pids = container::pids(&self.root, &req.id)
+            .map_err(|e| error(Code::INTERNAL, e.to_string()))?;
+        let processes = pids
+            .into_iter()
+            .map(|pid| ProcessInfo {
+                pid: pid as u32,
+                ..Default::default()
+            })
+            .collect();
+        Ok(api::PidsResponse {
+            processes,
+            ..Default::default()
+        })
+    }
+
+    fn stats(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StatsRequest,
+    ) -> TtrpcResult<api::StatsResponse> {
+        self.task(&req.id, "")?;
+        let stats = container::stats(&self.root, &req.id)
+            .map_err(|e| error(Code::INTERNAL, e.to_string()))?;
+        let any = crate::metrics::to_any(
+            &stats,
+            libcgroups::common::get_cgroup_setup()
+                .map_err(|e| error(Code::INTERNAL, e.to_string()))?,
+        )
+        .map_err(|e| error(Code::INTERNAL, e))?;
+        Ok(api::StatsResponse {
+            stats: Some(any).into(),
+            ..Default::default()
+        })
+    }
+
+    fn connect(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ConnectRequest,
+    ) -> TtrpcResult<api::ConnectResponse> {
+        let task_pid = self.tasks.get(&req.id).map_or(0, |t| t.pid as u32);
+        Ok(api::ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ..Default::default()
+        })
+    }
+
+    fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> TtrpcResult<Empty> {
+        if self.tasks.is_empty() {
+            tracing::info!("no containers left, shim exits");
+            self.exit.signal();
+        }
+        Ok(Empty::new())
+    }
+
+    fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<Empty> {
+        // The container holds containerd's stdin FIFO itself; EOF reaches it when
+        // containerd closes the write side. Nothing is buffered in the shim.
+        self.task(&req.id, &req.exec_id)?;
+        Ok(Empty::new())
+    }
+
+    fn exec(&self, _ctx: &TtrpcContext, _req: api::ExecProcessRequest) -> TtrpcResult<Empty> {
+        Err(unsupported("exec"))
+    }
+
+    fn resize_pty(&self, _ctx: &TtrpcContext, _req: api::ResizePtyRequest) -> TtrpcResult<Empty> {
+        Err(unsupported("a terminal (resize_pty)"))
+    }
+
+    fn pause(&self, _ctx: &TtrpcContext, _req: api::PauseRequest) -> TtrpcResult<Empty> {
+        Err(unsupported("pause"))
+    }
+
+    fn resume(&self, _ctx: &TtrpcContext, _req: api::ResumeRequest) -> TtrpcResult<Empty> {
+        Err(unsupported("resume"))
+    }
+
+    fn update(&self, _ctx: &TtrpcContext, _req: api::UpdateTaskRequest) -> TtrpcResult<Empty> {
+        Err(unsupported("update"))
+    }
+
+    fn checkpoint(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: api::CheckpointTaskRequest,
+    ) -> TtrpcResult<Empty> {
+        Err(unsupported("checkpoint"))
+    }
+}

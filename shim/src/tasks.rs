@@ -1,0 +1,171 @@
+//! The shim's table of containers: state, pid and exit status, and waiting for an exit.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use containerd_shim::api::Status;
+
+#[derive(Debug, Clone)]
+pub struct Exit {
+    pub code: u32,
+    pub at: SystemTime,
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid: i32,
+    pub status: Status,
+    pub exit: Option<Exit>,
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+    /// The rootfs we mounted and must unmount on delete.
+    pub mounted_rootfs: Option<PathBuf>,
+}
+
+/// Exits of pids we have no task for (yet): a container that dies between `Create`
+/// returning its pid and the task being recorded. Bounded; old entries are dropped.
+const MAX_UNCLAIMED: usize = 1024;
+
+#[derive(Default)]
+struct Inner {
+    tasks: HashMap<String, Task>,
+    unclaimed: Vec<(i32, Exit)>,
+}
+
+#[derive(Default)]
+pub struct Tasks {
+    inner: Mutex<Inner>,
+    exited: Condvar,
+}
+
+impl Tasks {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves consistent data behind: every update is a
+        // single assignment.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn insert(&self, mut task: Task) {
+        let mut inner = self.lock();
+        if let Some(i) = inner.unclaimed.iter().position(|(pid, _)| *pid == task.pid) {
+            let (_, exit) = inner.unclaimed.remove(i);
+            task.status = Status::STOPPED;
+            task.exit = Some(exit);
+        }
+        inner.tasks.insert(task.id.clone(), task);
+    }
+
+    pub fn get(&self, id: &str) -> Option<Task> {
+        self.lock().tasks.get(id).cloned()
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.lock().tasks.contains_key(id)
+    }
+
+    pub fn remove(&self, id: &str) -> Option<Task> {
+        self.lock().tasks.remove(id)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().tasks.is_empty()
+    }
+
+    /// Marks a created task running, unless it already exited.
+    pub fn set_running(&self, id: &str) {
+        if let Some(t) = self.lock().tasks.get_mut(id) {
+            if t.exit.is_none() {
+                t.status = Status::RUNNING;
+            }
+        }
+    }
+
+    /// Records the exit of `pid`; returns the task it belonged to.
+    pub fn record_exit(&self, pid: i32, code: i32) -> Option<Task> {
+        let exit = Exit {
+            code: code as u32,
+            at: SystemTime::now(),
+        };
+        let mut inner = self.lock();
+        let found = inner
+            .tasks
+            .values_mut()
+            .find(|t| t.pid == pid && t.exit.is_none());
+        let result = match found {
+            Some(task) => {
+                task.status = Status::STOPPED;
+                task.exit = Some(exit);
+                Some(task.clone())
+            }
+            None => {
+                if inner.unclaimed.len() >= MAX_UNCLAIMED {
+                    inner.unclaimed.remove(0);
+                }
+                inner.unclaimed.push((pid, exit));
+                None
+            }
+        };
+        drop(inner);
+        self.exited.notify_all();
+        result
+    }
+
+    /// Blocks until the task has exited; `None` if it does not exist (anymore).
+    pub fn wait_exit(&self, id: &str) -> Option<Exit> {
+        let mut inner = self.lock();
+        loop {
+            match inner.tasks.get(id) {
+                None => return None,
+                Some(Task { exit: Some(e), .. }) => return Some(e.clone()),
+                Some(_) => {}
+            }
+            inner = self.exited.wait(inner).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn task(id: &str, pid: i32) -> Task {
+        Task {
+            id: id.into(),
+            bundle: PathBuf::new(),
+            pid,
+            status: Status::CREATED,
+            exit: None,
+            stdin: String::new(),
+            stdout: String::new(),
+            stderr: String::new(),
+            mounted_rootfs: None,
+        }
+    }
+
+    #[test]
+    fn wait_returns_after_exit_recorded() {
+        let tasks = Arc::new(Tasks::default());
+        tasks.insert(task("a", 10));
+        let t2 = tasks.clone();
+        let waiter = std::thread::spawn(move || t2.wait_exit("a"));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(tasks.record_exit(10, 143).map(|t| t.id), Some("a".into()));
+        assert_eq!(waiter.join().unwrap().map(|e| e.code), Some(143));
+    }
+
+    #[test]
+    fn exit_before_insert_is_claimed() {
+        let tasks = Tasks::default();
+        assert!(tasks.record_exit(11, 1).is_none());
+        tasks.insert(task("b", 11));
+        let t = tasks.get("b").unwrap();
+        assert_eq!(t.status, Status::STOPPED);
+        assert_eq!(t.exit.map(|e| e.code), Some(1));
+    }
+}

@@ -1,0 +1,127 @@
+//! What a test case gets: the private containerd, `ctr`, images and paths.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+
+use crate::containerd::Containerd;
+use crate::ctr::Ctr;
+use crate::{images, leaks, paths};
+
+/// How long [`Env::assert_no_leaks`] waits for the leftovers of a container to go away.
+pub const LEAK_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Lazy = OnceLock<Result<String, String>>;
+
+/// Shared by all cases of a run. Images are built and imported on first use, once per run.
+#[derive(Debug)]
+pub struct Env {
+    containerd: Containerd,
+    shim_dir: PathBuf,
+    fixtures: PathBuf,
+    busybox: Lazy,
+    wasm: Lazy,
+    next_id: AtomicUsize,
+}
+
+impl Env {
+    /// Starts containerd with the shim directory of [`paths::shim_dir`] first on its PATH.
+    pub fn start() -> Result<Self> {
+        Self::with_shim_dir(&paths::shim_dir())
+    }
+
+    /// Starts containerd with `shim_dir` first on its PATH.
+    pub fn with_shim_dir(shim_dir: &Path) -> Result<Self> {
+        Ok(Env {
+            containerd: Containerd::start(shim_dir)?,
+            shim_dir: shim_dir.to_path_buf(),
+            fixtures: paths::fixtures_dir(),
+            busybox: OnceLock::new(),
+            wasm: OnceLock::new(),
+            next_id: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn containerd(&self) -> &Containerd {
+        &self.containerd
+    }
+
+    /// `ctr` for namespace `default` of the private containerd.
+    pub fn ctr(&self) -> &Ctr {
+        self.containerd.ctr()
+    }
+
+    /// The directory containerd searches first for shim binaries.
+    pub fn shim_dir(&self) -> &Path {
+        &self.shim_dir
+    }
+
+    /// The path of `containerd-shim-wasmtime-v1`; fails saying how to build it when missing.
+    /// Call it first in every case that uses the wasmtime runtime.
+    pub fn require_shim(&self) -> Result<PathBuf> {
+        paths::require_shim_in(&self.shim_dir)
+    }
+
+    /// `<workspace>/tests/fixtures`.
+    pub fn fixtures_dir(&self) -> &Path {
+        &self.fixtures
+    }
+
+    /// The imported [`images::BUSYBOX_IMAGE`] (built on first call).
+    pub fn busybox_image(&self) -> Result<&str> {
+        self.lazy_image(&self.busybox, |dir| images::import_busybox(self.ctr(), dir))
+    }
+
+    /// The imported [`images::WASM_IMAGE`] (built on first call; needs the fixtures).
+    pub fn wasm_image(&self) -> Result<&str> {
+        self.lazy_image(&self.wasm, |dir| {
+            images::import_wasm(self.ctr(), dir, &self.fixtures)
+        })
+    }
+
+    fn lazy_image<'a>(
+        &self,
+        cell: &'a Lazy,
+        build: impl FnOnce(&Path) -> Result<String>,
+    ) -> Result<&'a str> {
+        let result = cell.get_or_init(|| {
+            let dir = self.containerd.base().join("images");
+            std::fs::create_dir_all(&dir)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| build(&dir))
+                .map_err(|e| format!("{e:#}"))
+        });
+        match result {
+            Ok(name) => Ok(name),
+            Err(e) => Err(anyhow!("{e}")),
+        }
+    }
+
+    /// A container id unique to this run and process: `NAME-PID-N` (other characters
+    /// than ASCII letters, digits, `.`, `_`, `-` become `-`).
+    pub fn unique_id(&self, name: &str) -> String {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let clean: String = name
+            .chars()
+            .map(|c| match c {
+                'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '_' | '-' => c,
+                _ => '-',
+            })
+            .collect();
+        format!("{clean}-{}-{n}", std::process::id())
+    }
+
+    /// Waits up to [`LEAK_TIMEOUT`] until container `id` left nothing behind (processes,
+    /// cgroups, mounts, its shim socket); fails listing what remains.
+    pub fn assert_no_leaks(&self, id: &str) -> Result<()> {
+        leaks::assert_no_leaks(self.containerd.address(), id, LEAK_TIMEOUT)
+    }
+
+    /// Stops containerd and removes its base directory (also done on drop).
+    pub fn stop(&mut self) -> Result<()> {
+        self.containerd.stop()
+    }
+}

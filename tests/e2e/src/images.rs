@@ -1,0 +1,98 @@
+//! The test images, built locally with `wasmpod_oci_image` and imported with `ctr`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use wasmpod_oci_image::{busybox_image, ImageBuilder};
+
+use crate::ctr::Ctr;
+
+/// A native image: static busybox plus `/data/hello.txt`.
+pub const BUSYBOX_IMAGE: &str = "docker.io/wasmpod/busybox:latest";
+/// A wasm-only image: fixtures, entrypoint `/hello.wasm`, env `GREETING=hi`.
+pub const WASM_IMAGE: &str = "docker.io/wasmpod/wasm:latest";
+/// The contents of `/data/hello.txt` in both images.
+pub const HELLO_TXT: &str = "hello from the rootfs\n";
+/// The host busybox the native image is made from (must be statically linked).
+pub const HOST_BUSYBOX: &str = "/bin/busybox";
+
+/// Files of the wasm image: (path in image, path under `tests/fixtures`, mode).
+const WASM_FIXTURES: &[(&str, &str, u32)] = &[
+    ("/hello.wasm", "wasm/hello.wasm", 0o755),
+    ("/testprog.wasm", "wasm/testprog.wasm", 0o755),
+    ("/greet.wat", "wat/greet.wat", 0o644),
+    ("/bad/not-wasm.wasm", "bad/not-wasm.wasm", 0o755),
+    ("/bad/truncated.wasm", "bad/truncated.wasm", 0o755),
+    ("/bad/data.txt", "bad/data.txt", 0o644),
+];
+
+/// Builds [`BUSYBOX_IMAGE`] into `dir` and imports it; returns the image name.
+pub fn import_busybox(ctr: &Ctr, dir: &Path) -> Result<String> {
+    let busybox = Path::new(HOST_BUSYBOX);
+    if !busybox.exists() {
+        bail!("{HOST_BUSYBOX} not found: apt-get install busybox-static");
+    }
+    let image = busybox_image(BUSYBOX_IMAGE, busybox)
+        .context("building the busybox image")?
+        .add_file("/data/hello.txt", HELLO_TXT.as_bytes().to_vec(), 0o644);
+    import(ctr, &image, &dir.join("busybox.tar"))
+}
+
+/// Builds [`WASM_IMAGE`] from `fixtures` (`tests/fixtures`) into `dir` and imports it.
+pub fn import_wasm(ctr: &Ctr, dir: &Path, fixtures: &Path) -> Result<String> {
+    let mut image = ImageBuilder::new(WASM_IMAGE)
+        .entrypoint(vec!["/hello.wasm".to_string()])
+        .env(vec!["GREETING=hi".to_string()])
+        .add_file("/data/hello.txt", HELLO_TXT.as_bytes().to_vec(), 0o644);
+    for (in_image, host, mode) in wasm_files(fixtures)? {
+        let bytes = std::fs::read(&host).with_context(|| format!("reading {}", host.display()))?;
+        image = image.add_file(&in_image, bytes, mode);
+    }
+    import(ctr, &image, &dir.join("wasm.tar"))
+}
+
+/// The wasm image files: the named fixtures (all required) and any other file in `bad/`.
+fn wasm_files(fixtures: &Path) -> Result<Vec<(String, PathBuf, u32)>> {
+    let mut files = Vec::new();
+    for (in_image, rel, mode) in WASM_FIXTURES {
+        let host = fixtures.join(rel);
+        if !host.is_file() {
+            bail!(
+                "fixture {} is missing: run tests/fixtures/build.sh",
+                host.display()
+            );
+        }
+        files.push((in_image.to_string(), host, *mode));
+    }
+    let mut extra: Vec<PathBuf> = std::fs::read_dir(fixtures.join("bad"))
+        .context("listing tests/fixtures/bad")?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && !files.iter().any(|(_, h, _)| h == p))
+        .collect();
+    extra.sort();
+    for host in extra {
+        let name = host.file_name().unwrap_or_default().to_string_lossy();
+        files.push((format!("/bad/{name}"), host.clone(), 0o644));
+    }
+    Ok(files)
+}
+
+/// Writes `image` to `tar`, imports it and checks that containerd lists it by name.
+pub fn import(ctr: &Ctr, image: &ImageBuilder, tar: &Path) -> Result<String> {
+    let name = image.name().to_string();
+    let digest = image
+        .write_tar(tar)
+        .with_context(|| format!("writing {name} to {}", tar.display()))?;
+    ctr.import(tar)?
+        .ok()
+        .with_context(|| format!("importing {name} ({digest})"))?;
+    let listed = ctr.run(&["images", "ls", "-q"])?.ok()?;
+    if !listed.stdout.lines().any(|l| l.trim() == name) {
+        bail!(
+            "{name} not listed after import; images: {:?}",
+            listed.stdout
+        );
+    }
+    Ok(name)
+}
