@@ -25,6 +25,8 @@ use crate::engine::WasmEngine;
 pub enum ZygoteError {
     #[error("starting zygote: {0}")]
     Spawn(nix::Error),
+    #[error("refusing to fork the zygote from a process with {0} threads")]
+    Threaded(usize),
     #[error("zygote request failed: {0}")]
     Io(nix::Error),
     #[error("zygote protocol: {0}")]
@@ -53,6 +55,10 @@ fn seqpacket_pair() -> nix::Result<(OwnedFd, OwnedFd)> {
 impl Zygote {
     /// Forks the zygote. Call only while the process is single-threaded, i.e. first in `main`.
     pub fn spawn<E: WasmEngine>() -> Result<Self, ZygoteError> {
+        let threads = worker::threads_of_self();
+        if threads != 1 {
+            return Err(ZygoteError::Threaded(threads));
+        }
         let (ours, theirs) = seqpacket_pair().map_err(ZygoteError::Spawn)?;
         // SAFETY: the caller guarantees a single-threaded process.
         match unsafe { fork() }.map_err(ZygoteError::Spawn)? {

@@ -54,6 +54,8 @@ impl Containerd {
             .arg("--config")
             .arg(&config_path)
             .env("PATH", search_path(shim_dir))
+            // Shims inherit it: each run gets its own compiled-module cache.
+            .env("WASMPOD_CACHE_DIR", base_path.join("module-cache"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("duplicating the log file")?)
             .stderr(log)

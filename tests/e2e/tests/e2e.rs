@@ -5,11 +5,23 @@
 
 use wasmpod_e2e::runner;
 
+#[path = "../cases/bad_input.rs"]
+mod bad_input;
+#[path = "../cases/lifecycle.rs"]
+mod lifecycle;
+#[path = "../cases/native.rs"]
+mod native;
 #[path = "../cases/runc.rs"]
 mod runc;
+#[path = "../cases/wasm.rs"]
+mod wasm;
 
 fn main() {
     let mut all = Vec::new();
     all.extend(runc::cases());
+    all.extend(wasm::cases());
+    all.extend(native::cases());
+    all.extend(bad_input::cases());
+    all.extend(lifecycle::cases());
     runner::main(all);
 }

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what building and testing wasmpod needs on Debian 12, as root. Idempotent: does
+# nothing when everything is present. No container registry or GitHub download is used.
+set -euo pipefail
+
+missing=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+for pkg in containerd runc busybox-static libseccomp-dev pkg-config gcc; do
+    have_pkg "$pkg" || missing+=("$pkg")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "missing packages: ${missing[*]}; run as root or: apt-get install -y ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "installing: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
