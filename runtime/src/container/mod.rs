@@ -35,7 +35,7 @@ pub enum LifecycleError {
     #[error("container {id}: {source}")]
     Libcontainer {
         id: String,
-        source: LibcontainerError,
+        source: Box<LibcontainerError>,
     },
     #[error("container {id}: bad signal: {reason}")]
     Signal { id: String, reason: String },
@@ -46,7 +46,7 @@ pub enum LifecycleError {
 fn lc(id: &str) -> impl FnOnce(LibcontainerError) -> LifecycleError + '_ {
     move |source| LifecycleError::Libcontainer {
         id: id.to_string(),
-        source,
+        source: Box::new(source),
     }
 }
 

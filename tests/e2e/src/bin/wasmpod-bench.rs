@@ -34,9 +34,27 @@ fn main() -> Result<()> {
     let wasm_image = env.wasm_image()?.to_string();
     let busybox = env.busybox_image()?.to_string();
     let mut subjects = vec![
-        Subject { name: "wasmpod wasm hello", runtime: WASM_RUNTIME, wasm: true, args: &["/hello.wasm"], samples: vec![] },
-        Subject { name: "wasmpod native echo", runtime: WASM_RUNTIME, wasm: false, args: &["echo", "hello"], samples: vec![] },
-        Subject { name: "runc native echo", runtime: RUNC_RUNTIME, wasm: false, args: &["echo", "hello"], samples: vec![] },
+        Subject {
+            name: "wasmpod wasm hello",
+            runtime: WASM_RUNTIME,
+            wasm: true,
+            args: &["/hello.wasm"],
+            samples: vec![],
+        },
+        Subject {
+            name: "wasmpod native echo",
+            runtime: WASM_RUNTIME,
+            wasm: false,
+            args: &["echo", "hello"],
+            samples: vec![],
+        },
+        Subject {
+            name: "runc native echo",
+            runtime: RUNC_RUNTIME,
+            wasm: false,
+            args: &["echo", "hello"],
+            samples: vec![],
+        },
     ];
     let result = (|| -> Result<()> {
         // One warm-up each: fills the module cache and the page cache.

@@ -9,7 +9,11 @@ fn show(title: &str, out: &wasmpod_e2e::CmdOutput) {
     println!("$ {}", out.command);
     print!("{}", out.stdout);
     eprint!("{}", out.stderr);
-    println!("(exit code {:?}, {:.0} ms)\n", out.status, out.elapsed.as_secs_f64() * 1e3);
+    println!(
+        "(exit code {:?}, {:.0} ms)\n",
+        out.status,
+        out.elapsed.as_secs_f64() * 1e3
+    );
 }
 
 fn main() -> Result<()> {
@@ -30,12 +34,19 @@ fn main() -> Result<()> {
             &env.unique_id("demo-wasm"),
             &["/hello.wasm", "from", "wasmpod"],
         )?;
-        show("a wasm module run by wasmtime inside a libcontainer container", &wasm);
+        show(
+            "a wasm module run by wasmtime inside a libcontainer container",
+            &wasm,
+        );
         let native = env.ctr().run_rm(
             WASM_RUNTIME,
             &busybox,
             &env.unique_id("demo-native"),
-            &["sh", "-c", "echo hello from a native container: $(uname -s) pid $$"],
+            &[
+                "sh",
+                "-c",
+                "echo hello from a native container: $(uname -s) pid $$",
+            ],
         )?;
         show("a native busybox binary through the same runtime", &native);
         wasm.ok()?;
