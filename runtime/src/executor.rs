@@ -23,6 +23,8 @@ pub enum WorkloadExecutor<E: WasmEngine> {
         /// argv[0] for the guest: the module path inside the container.
         module_path: String,
         func: Option<String>,
+        /// wasmpod's guest profile, installed just before guest code runs.
+        seccomp: seccompiler::BpfProgram,
     },
 }
 
@@ -35,8 +37,13 @@ impl<E: WasmEngine> Executor for WorkloadExecutor<E> {
                 module,
                 module_path,
                 func,
+                seccomp,
             } => {
                 install_stop_handlers();
+                if let Err(e) = crate::seccomp::install(seccomp) {
+                    eprintln!("wasmpod: {module_path}: {e}");
+                    std::process::exit(1);
+                }
                 let guest = guest_context(spec, module_path, func.clone());
                 let code = match engine.run(module, &guest) {
                     Ok(code) => code,

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod executor;
 pub mod mount;
 pub mod resolve;
+pub mod seccomp;
 pub mod spec;
 pub mod stdio;
 pub mod zygote;

@@ -109,11 +109,13 @@ fn prepare<E: WasmEngine>(workload: &PreparedWorkload) -> Result<WorkloadExecuto
         } => {
             let engine = E::new().map_err(|e| e.to_string())?;
             let module = engine.load(artifact).map_err(|e| e.to_string())?;
+            let seccomp = crate::seccomp::guest_filter().map_err(|e| e.to_string())?;
             Ok(WorkloadExecutor::Wasm {
                 engine,
                 module,
                 module_path: module_path.clone(),
                 func: func.clone(),
+                seccomp,
             })
         }
     }

@@ -1,7 +1,151 @@
-//! (being written)
+//! Cases with input the shim must refuse: each fails fast, names the cause on ctr's stderr,
+//! and leaves nothing behind.
 
-use wasmpod_e2e::{cases, Case};
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use serde_json::json;
+use wasmpod_e2e::{cases, Case, CmdOutput, Env, WASM_RUNTIME};
 
 pub fn cases() -> Vec<Case> {
-    cases![]
+    cases![
+        bad_missing_module,
+        bad_neither_elf_script_nor_wasm,
+        bad_wasm_magic,
+        bad_truncated_wasm,
+        bad_missing_export,
+        bad_config_json_namespace,
+    ]
+}
+
+/// The shim must refuse within 1 s; `ctr run` itself costs ~0.1-0.2 s (plus image unpack),
+/// so the whole command gets 2 s.
+const FAIL_FAST: Duration = Duration::from_secs(2);
+
+/// How ctr reports an error returned by the shim's Create.
+const CREATE_FAILED: &str = "ctr: failed to create shim task:";
+
+/// Checks that `out` failed fast with the Create error on stderr containing every `needle`.
+fn ensure_refused(out: &CmdOutput, needles: &[&str]) -> Result<()> {
+    ensure!(
+        !out.timed_out && out.status.is_some_and(|c| c != 0),
+        "ctr should have failed: {out}"
+    );
+    ensure!(
+        out.stderr.contains(CREATE_FAILED),
+        "stderr lacks `{CREATE_FAILED}`: {out}"
+    );
+    for needle in needles {
+        ensure!(
+            out.stderr.contains(needle),
+            "stderr does not mention `{needle}`: {out}"
+        );
+    }
+    ensure!(
+        out.elapsed < FAIL_FAST,
+        "refusing took {:.2?} (allowed {FAIL_FAST:?} end to end): {out}",
+        out.elapsed
+    );
+    Ok(())
+}
+
+/// `ctr run --rm` of `args` in the wasm image must be refused with all of `needles`.
+fn refuse_in_wasm_image(env: &Env, name: &str, args: &[&str], needles: &[&str]) -> Result<()> {
+    env.require_shim()?;
+    let image = env.wasm_image()?;
+    let id = env.unique_id(name);
+    let out = env.ctr().run_rm(WASM_RUNTIME, image, &id, args)?;
+    ensure_refused(&out, needles)?;
+    env.assert_no_leaks(&id)
+}
+
+fn bad_missing_module(env: &Env) -> Result<()> {
+    refuse_in_wasm_image(
+        env,
+        "bad-missing",
+        &["/nope.wasm"],
+        &["\"/nope.wasm\" not found in rootfs"],
+    )
+}
+
+fn bad_neither_elf_script_nor_wasm(env: &Env) -> Result<()> {
+    refuse_in_wasm_image(
+        env,
+        "bad-data",
+        &["/bad/data.txt"],
+        &["/bad/data.txt", "not ELF, script or wasm"],
+    )
+}
+
+fn bad_wasm_magic(env: &Env) -> Result<()> {
+    refuse_in_wasm_image(
+        env,
+        "bad-magic",
+        &["/bad/not-wasm.wasm"],
+        &["/bad/not-wasm.wasm", "bad magic"],
+    )
+}
+
+fn bad_truncated_wasm(env: &Env) -> Result<()> {
+    refuse_in_wasm_image(
+        env,
+        "bad-truncated",
+        &["/bad/truncated.wasm"],
+        &["invalid wasm module"],
+    )
+}
+
+/// The error names the missing export and lists the ones the module has.
+fn bad_missing_export(env: &Env) -> Result<()> {
+    refuse_in_wasm_image(
+        env,
+        "bad-export",
+        &["/greet.wat#nope"],
+        &["export `nope` not found", "greet"],
+    )
+}
+
+/// A config.json that Go (containerd, ctr) accepts but the OCI spec forbids: the namespace
+/// type `bogus` (a plain string to Go). The shim must name the file and the bad value.
+fn bad_config_json_namespace(env: &Env) -> Result<()> {
+    env.require_shim()?;
+    let id = env.unique_id("bad-config");
+    let spec = json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["/hello.wasm"],
+            "env": ["PATH=/usr/bin:/bin"],
+            "cwd": "/"
+        },
+        "root": {"path": "rootfs"},
+        "linux": {
+            "namespaces": [
+                {"type": "mount"},
+                {"type": "pid"},
+                {"type": "bogus"}
+            ]
+        }
+    });
+    let dir = tempfile::Builder::new()
+        .prefix("bad-config-")
+        .tempdir_in(env.containerd().base())
+        .context("creating a directory for the spec")?;
+    let file = dir.path().join("config.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&spec)?).context("writing the spec")?;
+    let fifo_dir = env.containerd().base().join("fifo");
+    let out = env.ctr().run(&[
+        "run",
+        "--rm",
+        "--fifo-dir",
+        &fifo_dir.to_string_lossy(),
+        "--runtime",
+        WASM_RUNTIME,
+        "--config",
+        &file.to_string_lossy(),
+        &id,
+    ])?;
+    ensure_refused(&out, &["config.json", "bogus"])?;
+    env.assert_no_leaks(&id)
 }
