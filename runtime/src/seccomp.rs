@@ -30,7 +30,9 @@ pub fn install(filter: &BpfProgram) -> Result<(), SeccompError> {
     // Unprivileged filter installation requires no_new_privs; a wasm guest never execs anyway.
     // SAFETY: prctl on our own process.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(SeccompError::Install(std::io::Error::last_os_error().to_string()));
+        return Err(SeccompError::Install(
+            std::io::Error::last_os_error().to_string(),
+        ));
     }
     seccompiler::apply_filter(filter).map_err(|e| SeccompError::Install(e.to_string()))
 }
@@ -57,7 +59,11 @@ mod tests {
         }
         let exe = std::env::current_exe().unwrap();
         let out = Command::new(exe)
-            .args(["--exact", "seccomp::tests::guest_filter_blocks_exec_but_not_io", "--nocapture"])
+            .args([
+                "--exact",
+                "seccomp::tests::guest_filter_blocks_exec_but_not_io",
+                "--nocapture",
+            ])
             .env(CHILD_ENV, "1")
             .output()
             .unwrap();

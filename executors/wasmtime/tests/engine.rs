@@ -57,12 +57,24 @@ fn exports_and_bad_modules() {
     let engine = Wasmtime::new().unwrap();
     let (module, _, _) = cache.get_or_compile(&engine, EXIT_7.as_bytes()).unwrap();
     check_entry(&engine, &module, Some("boom")).unwrap();
-    let err = check_entry(&engine, &module, Some("nope")).unwrap_err().to_string();
-    assert!(err.contains("`nope` not found") && err.contains("_start, boom"), "{err}");
+    let err = check_entry(&engine, &module, Some("nope"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`nope` not found") && err.contains("_start, boom"),
+        "{err}"
+    );
 
     let truncated = &b"\0asm\x01\0\0\0\x01\x05"[..];
-    let err = cache.get_or_compile(&engine, truncated).err().map(|e| e.to_string());
-    assert!(err.as_deref().is_some_and(|e| e.contains("invalid wasm module")), "{err:?}");
+    let err = cache
+        .get_or_compile(&engine, truncated)
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        err.as_deref()
+            .is_some_and(|e| e.contains("invalid wasm module")),
+        "{err:?}"
+    );
     assert!(std::fs::read_dir(cache.dir()).unwrap().all(|e| {
         let name = e.unwrap().file_name();
         !name.to_string_lossy().starts_with(".tmp")

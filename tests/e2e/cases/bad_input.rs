@@ -95,14 +95,23 @@ fn bad_truncated_wasm(env: &Env) -> Result<()> {
     )
 }
 
-/// The error names the missing export and lists the ones the module has.
+/// The error names the missing export and then lists the ones the module has.
 fn bad_missing_export(env: &Env) -> Result<()> {
-    refuse_in_wasm_image(
-        env,
-        "bad-export",
-        &["/greet.wat#nope"],
-        &["export `nope` not found", "greet"],
-    )
+    env.require_shim()?;
+    let image = env.wasm_image()?;
+    let id = env.unique_id("bad-export");
+    let out = env
+        .ctr()
+        .run_rm(WASM_RUNTIME, image, &id, &["/greet.wat#nope"])?;
+    let missing = "export `nope` not found";
+    ensure_refused(&out, &[missing])?;
+    // `greet` also occurs in the module's path: look for it after the message only.
+    let after = out.stderr.split_once(missing).map_or("", |(_, rest)| rest);
+    ensure!(
+        after.contains("greet"),
+        "the error does not list the export `greet`: {out}"
+    );
+    env.assert_no_leaks(&id)
 }
 
 /// A config.json that Go (containerd, ctr) accepts but the OCI spec forbids: the namespace
@@ -129,10 +138,11 @@ fn bad_config_json_namespace(env: &Env) -> Result<()> {
         }
     });
     let dir = tempfile::Builder::new()
-        .prefix("bad-config-")
+        .prefix("ns-spec-")
         .tempdir_in(env.containerd().base())
         .context("creating a directory for the spec")?;
-    let file = dir.path().join("config.json");
+    // Neither the path nor the name of this file may contain the needles below.
+    let file = dir.path().join("spec.json");
     std::fs::write(&file, serde_json::to_vec_pretty(&spec)?).context("writing the spec")?;
     let fifo_dir = env.containerd().base().join("fifo");
     let out = env.ctr().run(&[

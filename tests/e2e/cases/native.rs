@@ -73,6 +73,8 @@ echo \"args: $0 $*\"
 env | sort
 id
 pwd
+umask
+ulimit -n
 ls -a /
 ls /dev
 cat /data/hello.txt
@@ -89,7 +91,6 @@ fn native_and_runc_same_output(env: &Env) -> Result<()> {
         .ctr()
         .run_rm(RUNC_RUNTIME, image, &runc_id, &args)?
         .ok()?;
-    println!("DEBUG {runc}");
     env.assert_no_leaks(&runc_id)?;
 
     let ours_id = env.unique_id("same-wasmtime");

@@ -33,7 +33,7 @@ fn main() -> Result<()> {
     env.require_shim()?;
     let wasm_image = env.wasm_image()?.to_string();
     let busybox = env.busybox_image()?.to_string();
-    let mut subjects = vec![
+    let mut subjects = [
         Subject {
             name: "wasmpod wasm hello",
             runtime: WASM_RUNTIME,
