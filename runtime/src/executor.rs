@@ -31,7 +31,10 @@ pub enum WorkloadExecutor<E: WasmEngine> {
 impl<E: WasmEngine> Executor for WorkloadExecutor<E> {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
         match self {
-            Self::Native => DefaultExecutor {}.exec(spec),
+            Self::Native => {
+                reset_signal_dispositions();
+                DefaultExecutor {}.exec(spec)
+            }
             Self::Wasm {
                 engine,
                 module,
@@ -39,7 +42,6 @@ impl<E: WasmEngine> Executor for WorkloadExecutor<E> {
                 func,
                 seccomp,
             } => {
-                install_stop_handlers();
                 if let Err(e) = crate::seccomp::install(seccomp) {
                     eprintln!("wasmpod: {module_path}: {e}");
                     std::process::exit(1);
@@ -64,7 +66,47 @@ impl<E: WasmEngine> Executor for WorkloadExecutor<E> {
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
         match self {
             Self::Native => DefaultExecutor {}.validate(spec),
-            Self::Wasm { .. } => Ok(()),
+            // Runs in the init before it waits for Start: no window where a stop is dropped.
+            Self::Wasm { .. } => {
+                install_stop_handlers();
+                Ok(())
+            }
+        }
+    }
+}
+
+/// An ignored signal survives execve, and our ancestry ignores several (Rust ignores SIGPIPE;
+/// the shim and its workers must, since the shim log FIFO can lose its reader; the zygote
+/// ignores SIGCHLD). A native program starts with every signal at its default disposition.
+/// The raw syscall is used because glibc refuses to touch the signals it reserves (32, 33).
+fn reset_signal_dispositions() {
+    // The kernel's `struct sigaction` (not libc's): handler, flags, restorer, mask.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for signal in 1..=64 {
+        if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+            // SAFETY: valid pointer to a kernel sigaction, null old action, 8-byte sigset; the
+            // init process is single-threaded and about to execve.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal,
+                    &default as *const KernelSigaction,
+                    std::ptr::null_mut::<KernelSigaction>(),
+                    8usize,
+                );
+            }
         }
     }
 }

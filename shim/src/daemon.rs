@@ -18,7 +18,9 @@ use nix::unistd::Pid;
 use wasmpod_runtime::{WasmEngine, Zygote};
 
 use crate::events::Events;
+use crate::lifetime::Lifetime;
 use crate::service::Service;
+use crate::start_lock;
 use crate::tasks::Tasks;
 
 type Methods = std::collections::HashMap<
@@ -47,7 +49,10 @@ fn bind(address: &str) -> anyhow::Result<Server> {
     match Server::new().bind(address) {
         Ok(server) => Ok(server),
         Err(containerd_shim::protos::ttrpc::Error::Others(msg)) if msg.contains("in use") => {
-            // `start` found no live shim there, so this socket is stale.
+            if start_lock::is_listening(address) {
+                anyhow::bail!("another shim already serves {address}");
+            }
+            // Nobody listens: a killed shim left it behind.
             std::fs::remove_file(socket_path(address))?;
             Ok(Server::new().bind(address)?)
         }
@@ -120,7 +125,7 @@ pub fn run<E: WasmEngine>(flags: &Flags, zygote: &'static Zygote) -> anyhow::Res
         zygote,
         &flags.namespace,
         Events::new(publisher, flags.namespace.clone()),
-        exit.clone(),
+        Arc::new(Lifetime::new(&flags.socket, exit.clone())),
     );
     spawn_signal_thread(signals, service.tasks.clone(), service.events.clone())?;
 

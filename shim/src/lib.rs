@@ -3,9 +3,11 @@
 mod daemon;
 mod delete;
 mod events;
+mod lifetime;
 mod metrics;
 mod service;
 mod start;
+mod start_lock;
 mod tasks;
 
 use std::sync::OnceLock;
@@ -40,6 +42,16 @@ pub fn run<E: WasmEngine>() {
         "start" => start::run(&flags).map_err(anyhow::Error::from),
         "delete" => delete::run(&flags),
         "" if !flags.socket.is_empty() => {
+            // The log FIFO is opened relative to the bundle we start in; then leave the bundle:
+            // it is the first container's, and containerd removes it while the pod lives on.
+            if let Err(e) =
+                containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id)
+            {
+                eprintln!("shim logger: {e}");
+            }
+            if let Err(e) = std::env::set_current_dir("/") {
+                fail(E::NAME, format!("chdir /: {e}"));
+            }
             // First thing, while the process has one thread: see `wasmpod_runtime::zygote`.
             let zygote = Zygote::spawn::<E>().unwrap_or_else(|e| fail(E::NAME, e));
             let zygote = ZYGOTE.get_or_init(|| zygote);

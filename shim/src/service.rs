@@ -8,13 +8,14 @@ use containerd_shim::api::{self, Status};
 use containerd_shim::protos::protobuf::well_known_types::empty::Empty;
 use containerd_shim::protos::ttrpc::{self, Code};
 use containerd_shim::protos::types::task::ProcessInfo;
-use containerd_shim::{ExitSignal, TtrpcContext, TtrpcResult};
+use containerd_shim::{TtrpcContext, TtrpcResult};
 use wasmpod_runtime::cache::ModuleCache;
 use wasmpod_runtime::container::{self, CreateOptions};
 use wasmpod_runtime::mount::{unmount_all, RootfsMount};
 use wasmpod_runtime::{WasmEngine, Zygote};
 
 use crate::events::{timestamp, Events};
+use crate::lifetime::Lifetime;
 use crate::tasks::{Task, Tasks};
 
 pub struct Service<E: WasmEngine> {
@@ -24,7 +25,7 @@ pub struct Service<E: WasmEngine> {
     engine: OnceLock<E>,
     cache: ModuleCache,
     root: PathBuf,
-    exit: Arc<ExitSignal>,
+    lifetime: Arc<Lifetime>,
 }
 
 pub fn error(code: Code, msg: impl Into<String>) -> ttrpc::Error {
@@ -51,7 +52,7 @@ impl<E: WasmEngine> Service<E> {
         zygote: &'static Zygote,
         namespace: &str,
         events: Events,
-        exit: Arc<ExitSignal>,
+        lifetime: Arc<Lifetime>,
     ) -> Self {
         Self {
             tasks: Arc::new(Tasks::default()),
@@ -60,7 +61,7 @@ impl<E: WasmEngine> Service<E> {
             engine: OnceLock::new(),
             cache: ModuleCache::for_engine(E::NAME),
             root: container::state_root(namespace),
-            exit,
+            lifetime,
         }
     }
 
@@ -83,6 +84,12 @@ impl<E: WasmEngine> Service<E> {
         if req.terminal {
             return Err(unsupported("a terminal (-t)"));
         }
+        let _in_flight = self.lifetime.begin_create().ok_or_else(|| {
+            error(
+                Code::UNAVAILABLE,
+                "this shim is shutting down; retry the container",
+            )
+        })?;
         if self.tasks.contains(&req.id) {
             return Err(error(
                 Code::ALREADY_EXISTS,
@@ -280,6 +287,8 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
         _ctx: &TtrpcContext,
         req: api::ConnectRequest,
     ) -> TtrpcResult<api::ConnectResponse> {
+        // `start` calls Connect right before handing our address to containerd.
+        self.lifetime.reserve();
         let task_pid = self.tasks.get(&req.id).map_or(0, |t| t.pid as u32);
         Ok(api::ConnectResponse {
             shim_pid: std::process::id(),
@@ -290,10 +299,7 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
     }
 
     fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> TtrpcResult<Empty> {
-        if self.tasks.is_empty() {
-            tracing::info!("no containers left, shim exits");
-            self.exit.signal();
-        }
+        self.lifetime.exit_when_idle(self.tasks.clone());
         Ok(Empty::new())
     }
 

@@ -8,9 +8,18 @@
 use std::io::Write;
 use std::path::Path;
 
+use std::time::Duration;
+
+use containerd_shim::api;
+use containerd_shim::protos::shim_sync::TaskClient;
+use containerd_shim::protos::ttrpc;
 use containerd_shim::util::write_address;
 use containerd_shim::{Flags, StartOpts};
 use wasmpod_runtime::spec;
+
+use crate::start_lock;
+
+const RESERVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Annotation CRI puts on every container of a pod: the pod's containers share one shim.
 pub const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
@@ -23,19 +32,45 @@ pub fn group_key(bundle: &Path, id: &str) -> String {
         .unwrap_or_else(|| id.to_string())
 }
 
+/// Asks the group's daemon to stay up for the container about to be created: a daemon that
+/// answers our Connect holds off its idle exit for a grace period.
+fn reserve(address: &str, id: &str) -> Result<(), String> {
+    let client = ttrpc::Client::connect(address).map_err(|e| e.to_string())?;
+    let request = api::ConnectRequest {
+        id: id.to_string(),
+        ..Default::default()
+    };
+    TaskClient::new(client)
+        .connect(
+            ttrpc::context::with_timeout(RESERVE_TIMEOUT.as_nanos() as i64),
+            &request,
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// Returns the address of a live shim for the group, spawning one if needed.
 pub fn shim_address(opts: StartOpts, bundle: &Path) -> containerd_shim::Result<String> {
     let group = group_key(bundle, &opts.id);
     let address = opts.socket_address(&group);
-    if let Ok(fd) = containerd_shim::util::connect(&address) {
-        let _ = nix::unistd::close(fd);
-        tracing::info!(id = %opts.id, group, "reusing the running shim of this group");
-        write_address(&address)?;
-        return Ok(address);
+    let _lock = start_lock::acquire().map_err(|e| other(format!("start lock: {e}")))?;
+    match reserve(&address, &opts.id) {
+        Ok(()) => {
+            write_address(&address)?;
+            return Ok(address);
+        }
+        Err(e) if start_lock::is_listening(&address) => {
+            return Err(other(format!("the shim at {address} does not answer: {e}")));
+        }
+        Err(_) => {}
     }
     let (_pid, address) = containerd_shim::spawn(opts, &group, Vec::new())?;
     write_address(&address)?;
     Ok(address)
+}
+
+fn other(msg: String) -> containerd_shim::Error {
+    containerd_shim::Error::Other(msg)
 }
 
 pub fn run(flags: &Flags) -> containerd_shim::Result<()> {
@@ -54,5 +89,5 @@ pub fn run(flags: &Flags) -> containerd_shim::Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(address.as_bytes())
         .and_then(|()| out.flush())
-        .map_err(|e| containerd_shim::Error::Other(format!("writing the shim address: {e}")))
+        .map_err(|e| other(format!("writing the shim address: {e}")))
 }

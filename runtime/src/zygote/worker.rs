@@ -21,9 +21,6 @@ pub(super) fn serve<E: WasmEngine>(socket: OwnedFd) -> ! {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
         // Workers are reaped by the kernel; none of them is waited for.
         let _ = signal(Signal::SIGCHLD, SigHandler::SigIgn);
-        // Rust starts with SIGPIPE ignored, and an ignored signal survives execve: native
-        // containers must get the default, as under runc.
-        let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
     }
     detach_stdio();
     loop {

@@ -108,8 +108,8 @@ fn run_args(
     all
 }
 
-/// Starts `ctr run --rm FLAGS... IMAGE ID ARGS...` in the foreground, in the background: it
-/// exits with the container's exit code once the container ends.
+/// Starts a foreground `ctr run --rm FLAGS... IMAGE ID ARGS...` as a child process: it exits
+/// with the container's exit code once the container ends.
 fn spawn_run_rm(
     env: &Env,
     runtime: &str,
@@ -358,9 +358,24 @@ fn shim_processes(env: &Env) -> Vec<ShimProc> {
         .collect()
 }
 
+/// True when `pid`'s memory cgroup is a container's (`/default/<id>`, as ctr sets it).
+fn in_container_cgroup(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|text| {
+        text.lines().any(|line| {
+            let mut fields = line.splitn(3, ':');
+            let _ = fields.next();
+            let controllers = fields.next().unwrap_or("");
+            controllers.split(',').any(|c| c == "memory")
+                && fields
+                    .next()
+                    .is_some_and(|path| path.starts_with("/default/"))
+        })
+    })
+}
+
 /// The shim daemons among `procs`: those whose parent is not itself a shim process on the
-/// same socket (the zygote's parent is the daemon; wasm inits descend from the zygote or are
-/// reparented to the daemon).
+/// same socket (the zygote's parent is the daemon, workers' the zygote) and that are not in a
+/// container's cgroup (wasm inits and libcontainer's intermediate processes are forks too).
 fn daemons(procs: &[ShimProc]) -> Vec<ShimProc> {
     procs
         .iter()
@@ -368,6 +383,7 @@ fn daemons(procs: &[ShimProc]) -> Vec<ShimProc> {
             !procs
                 .iter()
                 .any(|q| q.proc.pid == p.ppid && q.socket == p.socket)
+                && !in_container_cgroup(p.proc.pid)
         })
         .cloned()
         .collect()
