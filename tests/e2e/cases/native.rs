@@ -1,12 +1,15 @@
 //! Cases that run native (ELF) programs of the busybox image through the wasmtime runtime,
 //! and one that mixes a wasm and a native container in one shim.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Result};
 use wasmpod_e2e::leaks::{self, wait_until};
+use wasmpod_e2e::paths::SHIM_BINARY;
 use wasmpod_e2e::{cases, Case, CmdOutput, Env, HELLO_TXT, RUNC_RUNTIME, WASM_RUNTIME};
+
+use crate::support::{self, proc_stat, run_detached, wait_status, SANDBOX_ID};
 
 pub fn cases() -> Vec<Case> {
     cases![
@@ -137,9 +140,6 @@ fn line_diff(a: &str, b: &str) -> String {
     diff.join("\n")
 }
 
-/// Annotation that puts the containers of one pod into one shim.
-const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
-
 /// A wasm and a native container of one pod run at the same time in ONE shim daemon, and
 /// that daemon exits once both are deleted.
 fn wasm_and_native_share_one_shim(env: &Env) -> Result<()> {
@@ -149,8 +149,7 @@ fn wasm_and_native_share_one_shim(env: &Env) -> Result<()> {
     let pod = env.unique_id("pod");
     let wasm_id = env.unique_id("pod-wasm");
     let native_id = env.unique_id("pod-native");
-    let address = env.containerd().address();
-    let group_socket = leaks::shim_socket_for(address, "default", &pod);
+    let (group_socket, _) = support::group_socket(env, &pod);
     let before = shim_daemons();
 
     let annotation = format!("{SANDBOX_ID}={pod}");
@@ -192,26 +191,18 @@ fn run_pod(
     wasm_id: &str,
     native_id: &str,
 ) -> Result<()> {
-    let fifo_dir = env.containerd().base().join("fifo");
-    let fifo_dir = fifo_dir.to_string_lossy();
     for (image, id, args) in [
         (wasm_image, wasm_id, &["/testprog.wasm", "sleep", "2"][..]),
         (busybox, native_id, &["sleep", "2"][..]),
     ] {
-        let mut all = vec![
-            "run",
-            "-d",
-            "--fifo-dir",
-            &fifo_dir,
-            "--annotation",
-            annotation,
-            "--runtime",
+        run_detached(
+            env,
             WASM_RUNTIME,
+            &["--annotation", annotation],
             image,
             id,
-        ];
-        all.extend_from_slice(args);
-        env.ctr().run(&all)?.ok()?;
+            args,
+        )?;
     }
     Ok(())
 }
@@ -295,12 +286,7 @@ fn has_arg(cmd: &str, arg: &str) -> bool {
 fn wait_both_exit_zero(env: &Env, wasm_id: &str, native_id: &str) -> Result<()> {
     let ctr = env.ctr();
     for id in [wasm_id, native_id] {
-        let mut last = None;
-        let stopped = wait_until(Duration::from_secs(20), || {
-            last = ctr.task_status(id).ok().flatten();
-            last.as_deref() == Some("STOPPED")
-        });
-        ensure!(stopped, "task {id} did not stop, last status {last:?}");
+        wait_status(env, id, "STOPPED", Duration::from_secs(20))?;
     }
     for id in [wasm_id, native_id] {
         let out = ctr.task_delete(id)?;
@@ -342,7 +328,7 @@ fn cleanup(env: &Env, ids: &[&str]) -> Result<()> {
 /// parent is not one (the daemon forks a zygote and container processes that keep its
 /// command line).
 fn shim_daemons() -> Vec<u32> {
-    let candidates: Vec<u32> = leaks::processes_matching("containerd-shim-wasmtime-v1")
+    let candidates: Vec<u32> = leaks::processes_matching(SHIM_BINARY)
         .into_iter()
         .filter(|&p| leaks::cmdline(p).is_some_and(|c| c.contains("-socket")))
         .collect();
@@ -353,11 +339,9 @@ fn shim_daemons() -> Vec<u32> {
         .collect()
 }
 
-/// The parent pid of `pid`, from `/proc/PID/stat` (the field after the `(comm)`).
+/// The parent pid of `pid`, from `/proc/PID/stat`.
 fn parent(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(PathBuf::from(format!("/proc/{pid}/stat"))).ok()?;
-    let after_comm = &stat[stat.rfind(')')? + 1..];
-    after_comm.split_whitespace().nth(1)?.parse().ok()
+    proc_stat(pid).map(|(_, ppid, _)| ppid)
 }
 
 /// `pid`'s ancestors, nearest first, up to pid 1.

@@ -1,18 +1,29 @@
 //! The end-to-end suite: `cargo test -p wasmpod-e2e --test e2e [-- FILTER...]`.
 //!
 //! Each `cases/*.rs` module holds related cases and exposes `fn cases() -> Vec<Case>`;
-//! add the module here and extend the list in `main`.
+//! add the module here and extend the list in `main`. `cases/support.rs` is not a case
+//! module: it holds helpers shared by the cases, used as `crate::support::...`.
 
 use wasmpod_e2e::runner;
 
 #[path = "../cases/bad_input.rs"]
 mod bad_input;
-#[path = "../cases/lifecycle.rs"]
-mod lifecycle;
+#[path = "../cases/cleanup.rs"]
+mod cleanup;
+#[path = "../cases/grouping.rs"]
+mod grouping;
 #[path = "../cases/native.rs"]
 mod native;
+#[path = "../cases/observe.rs"]
+mod observe;
 #[path = "../cases/runc.rs"]
 mod runc;
+#[path = "../cases/signals.rs"]
+mod signals;
+#[path = "../cases/spec_features.rs"]
+mod spec_features;
+#[path = "../cases/support.rs"]
+mod support;
 #[path = "../cases/wasm.rs"]
 mod wasm;
 
@@ -22,6 +33,10 @@ fn main() {
     all.extend(wasm::cases());
     all.extend(native::cases());
     all.extend(bad_input::cases());
-    all.extend(lifecycle::cases());
+    all.extend(signals::cases());
+    all.extend(observe::cases());
+    all.extend(cleanup::cases());
+    all.extend(grouping::cases());
+    all.extend(spec_features::cases());
     runner::main(all);
 }

@@ -1,0 +1,128 @@
+//! What containerd and the OCI spec see of a container beyond its output: task events, and
+//! seccomp (the spec's filter for both kinds, plus wasmpod's own filter for wasm guests).
+
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use wasmpod_e2e::{cases, Case, Env, WASM_RUNTIME};
+
+pub fn cases() -> Vec<Case> {
+    cases![task_events_published, seccomp_from_spec_and_guest_profile]
+}
+
+/// TaskCreate, TaskStart, TaskExit (with the exit status) and TaskDelete reach containerd.
+fn task_events_published(env: &Env) -> Result<()> {
+    env.require_shim()?;
+    let image = env.wasm_image()?;
+    let id = env.unique_id("events");
+    let mut events = env.ctr().spawn(&["events"], false)?;
+    // `ctr events` subscribes asynchronously; give it a moment before the container starts.
+    std::thread::sleep(Duration::from_millis(500));
+    let run = env
+        .ctr()
+        .run_rm(WASM_RUNTIME, image, &id, &["/testprog.wasm", "exit", "3"])?
+        .expect_code(3)?;
+    std::thread::sleep(Duration::from_millis(500));
+    events.kill();
+    let out = events.wait(Duration::from_secs(5))?;
+    let ours: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains(&format!("\"container_id\":\"{id}\"")))
+        .collect();
+    for topic in [
+        "/tasks/create ",
+        "/tasks/start ",
+        "/tasks/exit ",
+        "/tasks/delete ",
+    ] {
+        ensure!(
+            ours.iter().any(|l| l.contains(topic)),
+            "no {topic}event for {id}; events:\n{}\nrun: {run}",
+            out.stdout
+        );
+    }
+    ensure!(
+        ours.iter()
+            .any(|l| l.contains("/tasks/exit ") && l.contains("\"exit_status\":3")),
+        "TaskExit lacks exit_status 3: {ours:#?}"
+    );
+    env.assert_no_leaks(&id)
+}
+
+fn seccomp_lines(status: &str) -> Vec<&str> {
+    status
+        .lines()
+        .filter(|l| l.starts_with("Seccomp") || l.starts_with("NoNewPrivs"))
+        .collect()
+}
+
+struct SeccompCase<'a> {
+    name: &'static str,
+    flags: &'static [&'static str],
+    image: &'a str,
+    args: &'static [&'static str],
+    /// Expected `Seccomp_filters`; 0 means seccomp is off.
+    filters: u32,
+}
+
+/// The spec's filter (`ctr run --seccomp`) applies to both kinds; wasm guests always get
+/// wasmpod's own filter on top. A guest reads its own /proc/self/status through WASI.
+fn seccomp_from_spec_and_guest_profile(env: &Env) -> Result<()> {
+    env.require_shim()?;
+    let wasm = env.wasm_image()?;
+    let busybox = env.busybox_image()?;
+    let status_wasm: &[&str] = &["/testprog.wasm", "cat", "/proc/self/status"];
+    let status_native: &[&str] = &["cat", "/proc/self/status"];
+    let cases = [
+        SeccompCase {
+            name: "sc-wasm",
+            flags: &[],
+            image: wasm,
+            args: status_wasm,
+            filters: 1,
+        },
+        SeccompCase {
+            name: "sc-wasm-spec",
+            flags: &["--seccomp"],
+            image: wasm,
+            args: status_wasm,
+            filters: 2,
+        },
+        SeccompCase {
+            name: "sc-native-spec",
+            flags: &["--seccomp"],
+            image: busybox,
+            args: status_native,
+            filters: 1,
+        },
+        SeccompCase {
+            name: "sc-native",
+            flags: &[],
+            image: busybox,
+            args: status_native,
+            filters: 0,
+        },
+    ];
+    for c in cases {
+        let id = env.unique_id(c.name);
+        let out = env
+            .ctr()
+            .run_rm_flags(WASM_RUNTIME, c.flags, c.image, &id, c.args)?
+            .ok()?;
+        let lines = seccomp_lines(&out.stdout);
+        let mode = if c.filters == 0 { 0 } else { 2 };
+        let expected = [
+            format!("Seccomp:\t{mode}"),
+            format!("Seccomp_filters:\t{}", c.filters),
+            "NoNewPrivs:\t1".to_string(),
+        ];
+        ensure!(
+            expected.iter().all(|e| lines.contains(&e.as_str())),
+            "{}: expected {expected:?}, got {lines:?}\n{out}",
+            c.name
+        );
+        env.assert_no_leaks(&id)?;
+    }
+    Ok(())
+}
