@@ -124,4 +124,14 @@ impl Env {
     pub fn stop(&mut self) -> Result<()> {
         self.containerd.stop()
     }
+
+    /// Waits for idle shims of this containerd to exit on their own (they linger briefly after
+    /// their last container, see `shim/src/lifetime.rs`), then stops containerd.
+    pub fn stop_gracefully(&mut self) -> Result<()> {
+        let address = self.containerd.address().display().to_string();
+        leaks::wait_until(LEAK_TIMEOUT, || {
+            leaks::processes_matching(&address).is_empty()
+        });
+        self.stop()
+    }
 }

@@ -71,7 +71,7 @@ fn main() -> Result<()> {
         }
         Ok(())
     })();
-    env.stop()?;
+    env.stop_gracefully()?;
     result?;
 
     println!("ctr run --rm, median of {runs} runs each (interleaved, one private containerd):");

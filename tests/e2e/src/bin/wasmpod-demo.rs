@@ -53,7 +53,7 @@ fn main() -> Result<()> {
         native.ok()?;
         Ok(())
     })();
-    env.stop()?;
+    env.stop_gracefully()?;
     println!("containerd stopped, nothing left behind");
     result
 }
