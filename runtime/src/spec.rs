@@ -33,7 +33,7 @@ pub fn load(bundle: &Path) -> Result<Spec, SpecError> {
     Ok(spec)
 }
 
-fn validate(spec: &Spec) -> Result<(), SpecError> {
+pub(crate) fn validate(spec: &Spec) -> Result<(), SpecError> {
     let process = spec
         .process()
         .as_ref()

@@ -18,6 +18,7 @@ use nix::unistd::Pid;
 use wasmpod_runtime::{WasmEngine, Zygote};
 
 use crate::events::Events;
+use crate::execs::{Execs, Exited};
 use crate::lifetime::Lifetime;
 use crate::service::Service;
 use crate::start_lock;
@@ -60,8 +61,9 @@ fn bind(address: &str) -> anyhow::Result<Server> {
     }
 }
 
-/// Reaps every child: container inits are reparented to us (a child subreaper).
-fn reap_children(tasks: &Tasks, events: &Events) {
+/// Reaps every child: container inits and exec processes are reparented to us (a child
+/// subreaper) when their zygote worker exits.
+fn reap_children(tasks: &Tasks, execs: &Execs, events: &Events) {
     loop {
         let (pid, code) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(pid, code)) => (pid, code),
@@ -73,9 +75,16 @@ fn reap_children(tasks: &Tasks, events: &Events) {
                 return;
             }
         };
-        if let Some(task) = tasks.record_exit(pid.as_raw(), code) {
-            tracing::info!(id = %task.id, pid = pid.as_raw(), code, "container exited");
-            events.exited(&task);
+        match execs.record_exit(pid.as_raw(), code, tasks) {
+            Exited::Task(task) => {
+                tracing::info!(id = %task.id, pid = pid.as_raw(), code, "container exited");
+                events.exited(&task);
+            }
+            Exited::Exec(exec) => {
+                tracing::info!(id = %exec.id, exec_id = %exec.exec_id, code, "exec exited");
+                events.exec_exited(&exec);
+            }
+            Exited::Unknown => {}
         }
     }
 }
@@ -83,13 +92,14 @@ fn reap_children(tasks: &Tasks, events: &Events) {
 fn spawn_signal_thread(
     signals: SigSet,
     tasks: Arc<Tasks>,
+    execs: Arc<Execs>,
     events: Arc<Events>,
 ) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || loop {
             match signals.wait() {
-                Ok(Signal::SIGCHLD) => reap_children(&tasks, &events),
+                Ok(Signal::SIGCHLD) => reap_children(&tasks, &execs, &events),
                 // containerd stops shims through Shutdown; a stray TERM must not orphan containers.
                 Ok(sig) => tracing::info!(signal = %sig, "ignoring signal"),
                 Err(e) => tracing::warn!(error = %e, "sigwait"),
@@ -127,7 +137,12 @@ pub fn run<E: WasmEngine>(flags: &Flags, zygote: &'static Zygote) -> anyhow::Res
         Events::new(publisher, flags.namespace.clone()),
         Arc::new(Lifetime::new(&flags.socket, exit.clone())),
     );
-    spawn_signal_thread(signals, service.tasks.clone(), service.events.clone())?;
+    spawn_signal_thread(
+        signals,
+        service.tasks.clone(),
+        service.execs.clone(),
+        service.events.clone(),
+    )?;
 
     let mut server = bind(&flags.socket)?.register_service(task_methods(Arc::new(service)));
     server.start()?;

@@ -3,15 +3,19 @@
 
 use std::time::SystemTime;
 
-use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskIO, TaskStart};
+use containerd_shim::protos::events::task::{
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskStart,
+};
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageDyn;
 use containerd_shim::protos::topics::{
-    TASK_CREATE_EVENT_TOPIC, TASK_DELETE_EVENT_TOPIC, TASK_EXIT_EVENT_TOPIC, TASK_START_EVENT_TOPIC,
+    TASK_CREATE_EVENT_TOPIC, TASK_DELETE_EVENT_TOPIC, TASK_EXEC_ADDED_EVENT_TOPIC,
+    TASK_EXEC_STARTED_EVENT_TOPIC, TASK_EXIT_EVENT_TOPIC, TASK_START_EVENT_TOPIC,
 };
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::Context;
 
+use crate::execs::ExecProcess;
 use crate::tasks::Task;
 
 pub struct Events {
@@ -87,5 +91,31 @@ impl Events {
             e.exited_at = Some(timestamp(exit.at)).into();
         }
         self.publish(TASK_DELETE_EVENT_TOPIC, Box::new(e));
+    }
+
+    pub fn exec_added(&self, exec: &ExecProcess) {
+        let mut e = TaskExecAdded::new();
+        e.container_id = exec.id.clone();
+        e.exec_id = exec.exec_id.clone();
+        self.publish(TASK_EXEC_ADDED_EVENT_TOPIC, Box::new(e));
+    }
+
+    pub fn exec_started(&self, exec: &ExecProcess) {
+        let mut e = TaskExecStarted::new();
+        e.container_id = exec.id.clone();
+        e.exec_id = exec.exec_id.clone();
+        e.pid = exec.pid as u32;
+        self.publish(TASK_EXEC_STARTED_EVENT_TOPIC, Box::new(e));
+    }
+
+    pub fn exec_exited(&self, exec: &ExecProcess) {
+        let Some(exit) = &exec.exit else { return };
+        let mut e = TaskExit::new();
+        e.container_id = exec.id.clone();
+        e.id = exec.exec_id.clone();
+        e.pid = exec.pid as u32;
+        e.exit_status = exit.code;
+        e.exited_at = Some(timestamp(exit.at)).into();
+        self.publish(TASK_EXIT_EVENT_TOPIC, Box::new(e));
     }
 }

@@ -3,6 +3,8 @@
 mod daemon;
 mod delete;
 mod events;
+mod exec;
+mod execs;
 mod lifetime;
 mod metrics;
 mod service;

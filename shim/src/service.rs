@@ -15,16 +15,18 @@ use wasmpod_runtime::mount::{unmount_all, RootfsMount};
 use wasmpod_runtime::{WasmEngine, Zygote};
 
 use crate::events::{timestamp, Events};
+use crate::execs::Execs;
 use crate::lifetime::Lifetime;
 use crate::tasks::{Task, Tasks};
 
 pub struct Service<E: WasmEngine> {
     pub(crate) tasks: Arc<Tasks>,
+    pub(crate) execs: Arc<Execs>,
     pub(crate) events: Arc<Events>,
-    zygote: &'static Zygote,
+    pub(crate) zygote: &'static Zygote,
     engine: OnceLock<E>,
-    cache: ModuleCache,
-    root: PathBuf,
+    pub(crate) cache: ModuleCache,
+    pub(crate) root: PathBuf,
     lifetime: Arc<Lifetime>,
 }
 
@@ -32,7 +34,7 @@ pub fn error(code: Code, msg: impl Into<String>) -> ttrpc::Error {
     ttrpc::Error::RpcStatus(ttrpc::get_status(code, msg.into()))
 }
 
-fn not_found(id: &str) -> ttrpc::Error {
+pub(crate) fn not_found(id: &str) -> ttrpc::Error {
     error(Code::NOT_FOUND, format!("container {id} not found"))
 }
 
@@ -43,7 +45,7 @@ fn unsupported(what: &str) -> ttrpc::Error {
     )
 }
 
-fn opt_path(s: &str) -> Option<PathBuf> {
+pub(crate) fn opt_path(s: &str) -> Option<PathBuf> {
     (!s.is_empty()).then(|| PathBuf::from(s))
 }
 
@@ -56,6 +58,7 @@ impl<E: WasmEngine> Service<E> {
     ) -> Self {
         Self {
             tasks: Arc::new(Tasks::default()),
+            execs: Arc::new(Execs::default()),
             events: Arc::new(events),
             zygote,
             engine: OnceLock::new(),
@@ -65,7 +68,7 @@ impl<E: WasmEngine> Service<E> {
         }
     }
 
-    fn engine(&self) -> Result<&E, ttrpc::Error> {
+    pub(crate) fn engine(&self) -> Result<&E, ttrpc::Error> {
         if let Some(e) = self.engine.get() {
             return Ok(e);
         }
@@ -165,6 +168,9 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
         _ctx: &TtrpcContext,
         req: api::StartRequest,
     ) -> TtrpcResult<api::StartResponse> {
+        if !req.exec_id.is_empty() {
+            return self.exec_start(&req.id, &req.exec_id);
+        }
         let task = self.task(&req.id, &req.exec_id)?;
         container::start(&self.root, &req.id).map_err(|e| error(Code::INTERNAL, e.to_string()))?;
         self.tasks.set_running(&req.id);
@@ -180,6 +186,9 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
         _ctx: &TtrpcContext,
         req: api::StateRequest,
     ) -> TtrpcResult<api::StateResponse> {
+        if !req.exec_id.is_empty() {
+            return self.exec_state(&req.id, &req.exec_id);
+        }
         let task = self.task(&req.id, &req.exec_id)?;
         let mut resp = api::StateResponse {
             id: task.id.clone(),
@@ -199,6 +208,9 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
     }
 
     fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> TtrpcResult<api::WaitResponse> {
+        if !req.exec_id.is_empty() {
+            return self.exec_wait(&req.id, &req.exec_id);
+        }
         self.task(&req.id, &req.exec_id)?;
         let exit = self
             .tasks
@@ -212,6 +224,9 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
     }
 
     fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<Empty> {
+        if !req.exec_id.is_empty() {
+            return self.exec_kill(&req.id, &req.exec_id, req.signal);
+        }
         let task = self.task(&req.id, &req.exec_id)?;
         if task.exit.is_some() && !req.all {
             return Err(error(
@@ -230,8 +245,12 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
         _ctx: &TtrpcContext,
         req: api::DeleteRequest,
     ) -> TtrpcResult<api::DeleteResponse> {
+        if !req.exec_id.is_empty() {
+            return self.exec_delete(&req.id, &req.exec_id);
+        }
         let task = self.task(&req.id, &req.exec_id)?;
         self.do_delete(&task)?;
+        self.execs.remove_all(&req.id);
         let task = self.tasks.remove(&req.id).unwrap_or(task);
         self.events.deleted(&task);
         let mut resp = api::DeleteResponse {
@@ -306,12 +325,16 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
     fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<Empty> {
         // The container holds containerd's stdin FIFO itself; EOF reaches it when
         // containerd closes the write side. Nothing is buffered in the shim.
-        self.task(&req.id, &req.exec_id)?;
+        if req.exec_id.is_empty() {
+            self.task(&req.id, "")?;
+        } else if self.execs.get(&req.id, &req.exec_id).is_none() {
+            return Err(not_found(&format!("{}/{}", req.id, req.exec_id)));
+        }
         Ok(Empty::new())
     }
 
-    fn exec(&self, _ctx: &TtrpcContext, _req: api::ExecProcessRequest) -> TtrpcResult<Empty> {
-        Err(unsupported("exec"))
+    fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> TtrpcResult<Empty> {
+        self.exec_add(req)
     }
 
     fn resize_pty(&self, _ctx: &TtrpcContext, _req: api::ResizePtyRequest) -> TtrpcResult<Empty> {

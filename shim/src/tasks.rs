@@ -68,8 +68,11 @@ impl Tasks {
         self.lock().tasks.contains_key(id)
     }
 
+    /// Removing wakes waiters, who then report the task gone instead of blocking forever.
     pub fn remove(&self, id: &str) -> Option<Task> {
-        self.lock().tasks.remove(id)
+        let removed = self.lock().tasks.remove(id);
+        self.exited.notify_all();
+        removed
     }
 
     pub fn is_empty(&self) -> bool {
@@ -113,6 +116,13 @@ impl Tasks {
         drop(inner);
         self.exited.notify_all();
         result
+    }
+
+    /// Takes the exit of `pid` if it arrived before anyone claimed it.
+    pub fn take_unclaimed(&self, pid: i32) -> Option<Exit> {
+        let mut inner = self.lock();
+        let i = inner.unclaimed.iter().position(|(p, _)| *p == pid)?;
+        Some(inner.unclaimed.remove(i).1)
     }
 
     /// Blocks until the task has exited; `None` if it does not exist (anymore).

@@ -86,37 +86,7 @@ fn create_on_rootfs<E: WasmEngine>(
 ) -> Result<Created, CreateError> {
     let decision = detect(spec, rootfs)?;
     tracing::info!(id = opts.id, reason = %decision.reason, "workload decision");
-    let (workload, wasm) = match decision.workload {
-        Workload::Native { .. } => (PreparedWorkload::Native, false),
-        Workload::Wasm {
-            path, func, source, ..
-        } => {
-            let module_err = |source| CreateError::Module {
-                path: path.clone(),
-                source,
-            };
-            let (module, artifact, outcome) =
-                cache.get_or_compile(engine, &source).map_err(|e| match e {
-                    crate::cache::CacheError::Engine(source) => module_err(source),
-                    other => CreateError::Cache(other),
-                })?;
-            let verdict = match outcome {
-                Outcome::Hit => "hit",
-                Outcome::Miss => "miss, compiled",
-                Outcome::Replaced => "unloadable entry, recompiled",
-            };
-            tracing::info!(id = opts.id, module = %path, cache = verdict, "module prepared");
-            check_entry(engine, &module, func.as_deref()).map_err(module_err)?;
-            (
-                PreparedWorkload::Wasm {
-                    artifact,
-                    module_path: path,
-                    func,
-                },
-                true,
-            )
-        }
-    };
+    let (workload, wasm) = prepare(engine, cache, opts.id, decision.workload)?;
 
     std::fs::create_dir_all(opts.root).map_err(|source| CreateError::StateRoot {
         path: opts.root.to_path_buf(),
@@ -132,6 +102,7 @@ fn create_on_rootfs<E: WasmEngine>(
         stderr: opts.stderr.clone(),
         systemd_cgroup: uses_systemd_cgroups(spec),
         workload,
+        exec_process: None,
     };
     let pid = zygote.create(&request)?;
     Ok(Created {
@@ -142,8 +113,46 @@ fn create_on_rootfs<E: WasmEngine>(
     })
 }
 
+/// Turns a detected workload into what the zygote worker needs: for wasm, the module compiled
+/// (or found in the cache) and its entrypoint checked. Returns the workload and whether it is wasm.
+pub(super) fn prepare<E: WasmEngine>(
+    engine: &E,
+    cache: &ModuleCache,
+    id: &str,
+    workload: Workload,
+) -> Result<(PreparedWorkload, bool), CreateError> {
+    let Workload::Wasm {
+        path, func, source, ..
+    } = workload
+    else {
+        return Ok((PreparedWorkload::Native, false));
+    };
+    let module_err = |source| CreateError::Module {
+        path: path.clone(),
+        source,
+    };
+    let (module, artifact, outcome) =
+        cache.get_or_compile(engine, &source).map_err(|e| match e {
+            crate::cache::CacheError::Engine(source) => module_err(source),
+            other => CreateError::Cache(other),
+        })?;
+    let verdict = match outcome {
+        Outcome::Hit => "hit",
+        Outcome::Miss => "miss, compiled",
+        Outcome::Replaced => "unloadable entry, recompiled",
+    };
+    tracing::info!(id, module = %path, cache = verdict, "module prepared");
+    check_entry(engine, &module, func.as_deref()).map_err(module_err)?;
+    let prepared = PreparedWorkload::Wasm {
+        artifact,
+        module_path: path,
+        func,
+    };
+    Ok((prepared, true))
+}
+
 /// systemd's `slice:prefix:name` cgroupsPath form, on a host that runs systemd.
-fn uses_systemd_cgroups(spec: &oci_spec::runtime::Spec) -> bool {
+pub(super) fn uses_systemd_cgroups(spec: &oci_spec::runtime::Spec) -> bool {
     let systemd_form = spec
         .linux()
         .as_ref()

@@ -4,7 +4,9 @@
 
 mod create;
 mod delete;
+mod exec;
 mod kill;
+mod pause;
 mod start;
 mod stats;
 
@@ -15,7 +17,9 @@ use libcontainer::error::LibcontainerError;
 
 pub use create::{create, CreateError, CreateOptions, Created};
 pub use delete::delete;
+pub use exec::{exec, ExecOptions};
 pub use kill::kill;
+pub use pause::{pause, resume};
 pub use start::start;
 pub use stats::{pids, stats};
 

@@ -20,6 +20,9 @@ pub struct CreateRequest {
     pub stderr: Option<PathBuf>,
     pub systemd_cgroup: bool,
     pub workload: PreparedWorkload,
+    /// Set for an exec: run this process.json in the running container `id` (libcontainer's
+    /// tenant builder) instead of creating the container.
+    pub exec_process: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

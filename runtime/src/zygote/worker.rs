@@ -135,6 +135,14 @@ fn build<E: WasmEngine>(
     if let Some(fd) = stdio.stderr {
         builder = builder.with_stderr(fd);
     }
+    if let Some(process) = &request.exec_process {
+        let pid = builder
+            .as_tenant()
+            .with_process(Some(process))
+            .with_detach(true)
+            .build()?;
+        return Ok(pid.as_raw());
+    }
     let container = builder
         .validate_id()?
         .as_init(Path::new(&request.bundle))

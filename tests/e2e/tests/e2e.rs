@@ -10,6 +10,8 @@ use wasmpod_e2e::runner;
 mod bad_input;
 #[path = "../cases/cleanup.rs"]
 mod cleanup;
+#[path = "../cases/exec.rs"]
+mod exec;
 #[path = "../cases/grouping.rs"]
 mod grouping;
 #[path = "../cases/native.rs"]
@@ -38,5 +40,6 @@ fn main() {
     all.extend(cleanup::cases());
     all.extend(grouping::cases());
     all.extend(spec_features::cases());
+    all.extend(exec::cases());
     runner::main(all);
 }
