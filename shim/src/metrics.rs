@@ -31,13 +31,24 @@ fn entry(data: &libcgroups::stats::MemoryData) -> v1::MemoryEntry {
     e
 }
 
+/// cgroup v1's `cpuacct.stat` counts USER_HZ ticks (libcgroups passes them through); containerd's
+/// v1 metrics carry nanoseconds, like `cpuacct.usage`.
+fn ticks_to_ns(ticks: u64) -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz <= 0 {
+        return ticks;
+    }
+    ticks.saturating_mul(1_000_000_000 / hz as u64)
+}
+
 pub fn to_v1(stats: &Stats) -> v1::Metrics {
     let mut m = v1::Metrics::new();
 
     let mut usage = v1::CPUUsage::new();
     usage.total = stats.cpu.usage.usage_total;
-    usage.user = stats.cpu.usage.usage_user;
-    usage.kernel = stats.cpu.usage.usage_kernel;
+    usage.user = ticks_to_ns(stats.cpu.usage.usage_user);
+    usage.kernel = ticks_to_ns(stats.cpu.usage.usage_kernel);
     usage.per_cpu = stats.cpu.usage.per_core_usage_total.clone();
     let mut throttle = v1::Throttle::new();
     throttle.periods = stats.cpu.throttling.periods;
@@ -119,6 +130,7 @@ mod tests {
         s.memory.memory.usage = 4096;
         s.memory.memory.limit = 16 << 20;
         s.cpu.usage.usage_total = 1234;
+        s.cpu.usage.usage_user = 3;
         s.pids.current = 3;
         s
     }
@@ -131,6 +143,9 @@ mod tests {
         assert_eq!(m.memory.usage.usage, 4096);
         assert_eq!(m.memory.usage.limit, 16 << 20);
         assert_eq!(m.cpu.usage.total, 1234);
+        // 3 ticks of user time, in nanoseconds (10 ms per tick at the usual USER_HZ of 100).
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        assert_eq!(m.cpu.usage.user, 3 * 1_000_000_000 / hz);
         assert_eq!(m.pids.current, 3);
     }
 
