@@ -4,13 +4,15 @@
 use std::time::SystemTime;
 
 use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskStart,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused,
+    TaskResumed, TaskStart,
 };
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageDyn;
 use containerd_shim::protos::topics::{
     TASK_CREATE_EVENT_TOPIC, TASK_DELETE_EVENT_TOPIC, TASK_EXEC_ADDED_EVENT_TOPIC,
-    TASK_EXEC_STARTED_EVENT_TOPIC, TASK_EXIT_EVENT_TOPIC, TASK_START_EVENT_TOPIC,
+    TASK_EXEC_STARTED_EVENT_TOPIC, TASK_EXIT_EVENT_TOPIC, TASK_PAUSED_EVENT_TOPIC,
+    TASK_RESUMED_EVENT_TOPIC, TASK_START_EVENT_TOPIC,
 };
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::Context;
@@ -91,6 +93,18 @@ impl Events {
             e.exited_at = Some(timestamp(exit.at)).into();
         }
         self.publish(TASK_DELETE_EVENT_TOPIC, Box::new(e));
+    }
+
+    pub fn paused(&self, task: &Task) {
+        let mut e = TaskPaused::new();
+        e.container_id = task.id.clone();
+        self.publish(TASK_PAUSED_EVENT_TOPIC, Box::new(e));
+    }
+
+    pub fn resumed(&self, task: &Task) {
+        let mut e = TaskResumed::new();
+        e.container_id = task.id.clone();
+        self.publish(TASK_RESUMED_EVENT_TOPIC, Box::new(e));
     }
 
     pub fn exec_added(&self, exec: &ExecProcess) {

@@ -341,12 +341,71 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
         Err(unsupported("a terminal (resize_pty)"))
     }
 
-    fn pause(&self, _ctx: &TtrpcContext, _req: api::PauseRequest) -> TtrpcResult<Empty> {
-        Err(unsupported("pause"))
+    fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<Empty> {
+        let task = self.task(&req.id, "")?;
+        if task.status != Status::RUNNING {
+            return Err(error(
+                Code::FAILED_PRECONDITION,
+                format!(
+                    "container {}: cannot pause a {:?} task",
+                    req.id, task.status
+                ),
+            ));
+        }
+        tracing::info!(id = %req.id, "pause");
+        container::pause(&self.root, &req.id).map_err(|e| {
+            let code = match &e {
+                container::LifecycleError::NotFound { .. } => Code::NOT_FOUND,
+                container::LifecycleError::Libcontainer { source, .. }
+                    if matches!(
+                        **source,
+                        libcontainer::error::LibcontainerError::IncorrectStatus(_)
+                    ) =>
+                {
+                    Code::FAILED_PRECONDITION
+                }
+                _ => Code::INTERNAL,
+            };
+            error(code, e.to_string())
+        })?;
+        // An exit recorded meanwhile (SIGKILL right after the freeze) keeps the task STOPPED.
+        if let Some(task) = self.tasks.set_status(&req.id, Status::PAUSED) {
+            self.events.paused(&task);
+        }
+        Ok(Empty::new())
     }
 
-    fn resume(&self, _ctx: &TtrpcContext, _req: api::ResumeRequest) -> TtrpcResult<Empty> {
-        Err(unsupported("resume"))
+    fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> TtrpcResult<Empty> {
+        let task = self.task(&req.id, "")?;
+        if task.status != Status::PAUSED {
+            return Err(error(
+                Code::FAILED_PRECONDITION,
+                format!(
+                    "container {}: cannot resume a {:?} task",
+                    req.id, task.status
+                ),
+            ));
+        }
+        tracing::info!(id = %req.id, "resume");
+        container::resume(&self.root, &req.id).map_err(|e| {
+            let code = match &e {
+                container::LifecycleError::NotFound { .. } => Code::NOT_FOUND,
+                container::LifecycleError::Libcontainer { source, .. }
+                    if matches!(
+                        **source,
+                        libcontainer::error::LibcontainerError::IncorrectStatus(_)
+                    ) =>
+                {
+                    Code::FAILED_PRECONDITION
+                }
+                _ => Code::INTERNAL,
+            };
+            error(code, e.to_string())
+        })?;
+        if let Some(task) = self.tasks.set_status(&req.id, Status::RUNNING) {
+            self.events.resumed(&task);
+        }
+        Ok(Empty::new())
     }
 
     fn update(&self, _ctx: &TtrpcContext, _req: api::UpdateTaskRequest) -> TtrpcResult<Empty> {

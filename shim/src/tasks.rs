@@ -88,6 +88,15 @@ impl Tasks {
         }
     }
 
+    /// Sets the status of a task that has not exited (an exit always wins: STOPPED stays).
+    /// Returns the updated task, `None` when it does not exist or already exited.
+    pub fn set_status(&self, id: &str, status: Status) -> Option<Task> {
+        let mut inner = self.lock();
+        let task = inner.tasks.get_mut(id).filter(|t| t.exit.is_none())?;
+        task.status = status;
+        Some(task.clone())
+    }
+
     /// Records the exit of `pid`; returns the task it belonged to.
     pub fn record_exit(&self, pid: i32, code: i32) -> Option<Task> {
         let exit = Exit {
@@ -167,6 +176,19 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         assert_eq!(tasks.record_exit(10, 143).map(|t| t.id), Some("a".into()));
         assert_eq!(waiter.join().unwrap().map(|e| e.code), Some(143));
+    }
+
+    #[test]
+    fn set_status_does_not_override_an_exit() {
+        let tasks = Tasks::default();
+        tasks.insert(task("c", 12));
+        tasks.set_running("c");
+        let paused = tasks.set_status("c", Status::PAUSED).map(|t| t.status);
+        assert_eq!(paused, Some(Status::PAUSED));
+        tasks.record_exit(12, 137);
+        assert!(tasks.set_status("c", Status::RUNNING).is_none());
+        assert_eq!(tasks.get("c").unwrap().status, Status::STOPPED);
+        assert!(tasks.set_status("nope", Status::PAUSED).is_none());
     }
 
     #[test]

@@ -54,6 +54,27 @@ fn lc(id: &str) -> impl FnOnce(LibcontainerError) -> LifecycleError + '_ {
     }
 }
 
+/// The cgroup manager of a loaded container (v1, hybrid or v2; cgroupfs or systemd).
+fn cgroup_manager(
+    container: &Container,
+    id: &str,
+) -> Result<libcgroups::common::AnyCgroupManager, LifecycleError> {
+    let config = container.spec().map_err(lc(id))?;
+    libcgroups::common::create_cgroup_manager(libcgroups::common::CgroupConfig {
+        cgroup_path: config.cgroup_path,
+        systemd_cgroup: container.systemd(),
+        container_name: id.to_string(),
+    })
+    .map_err(|e| cgroup_error(id, e))
+}
+
+fn cgroup_error(id: &str, e: impl std::fmt::Display) -> LifecycleError {
+    LifecycleError::Cgroup {
+        id: id.to_string(),
+        reason: e.to_string(),
+    }
+}
+
 fn load(root: &Path, id: &str) -> Result<Container, LifecycleError> {
     let dir = root.join(id);
     if !dir.join("state.json").exists() {

@@ -18,6 +18,8 @@ mod grouping;
 mod native;
 #[path = "../cases/observe.rs"]
 mod observe;
+#[path = "../cases/pause.rs"]
+mod pause;
 #[path = "../cases/runc.rs"]
 mod runc;
 #[path = "../cases/signals.rs"]
@@ -41,5 +43,6 @@ fn main() {
     all.extend(grouping::cases());
     all.extend(spec_features::cases());
     all.extend(exec::cases());
+    all.extend(pause::cases());
     runner::main(all);
 }
