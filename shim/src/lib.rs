@@ -7,6 +7,7 @@ mod exec;
 mod execs;
 mod lifetime;
 mod metrics;
+mod pause;
 mod service;
 mod start;
 mod start_lock;

@@ -34,6 +34,23 @@ pub fn error(code: Code, msg: impl Into<String>) -> ttrpc::Error {
     ttrpc::Error::RpcStatus(ttrpc::get_status(code, msg.into()))
 }
 
+/// The ttrpc status for a lifecycle failure: unknown container, wrong state, or internal.
+pub(crate) fn lifecycle_error(e: container::LifecycleError) -> ttrpc::Error {
+    let code = match &e {
+        container::LifecycleError::NotFound { .. } => Code::NOT_FOUND,
+        container::LifecycleError::Libcontainer { source, .. }
+            if matches!(
+                **source,
+                libcontainer::error::LibcontainerError::IncorrectStatus(_)
+            ) =>
+        {
+            Code::FAILED_PRECONDITION
+        }
+        _ => Code::INTERNAL,
+    };
+    error(code, e.to_string())
+}
+
 pub(crate) fn not_found(id: &str) -> ttrpc::Error {
     error(Code::NOT_FOUND, format!("container {id} not found"))
 }
@@ -76,7 +93,7 @@ impl<E: WasmEngine> Service<E> {
         Ok(self.engine.get_or_init(|| engine))
     }
 
-    fn task(&self, id: &str, exec_id: &str) -> Result<Task, ttrpc::Error> {
+    pub(crate) fn task(&self, id: &str, exec_id: &str) -> Result<Task, ttrpc::Error> {
         if !exec_id.is_empty() {
             return Err(unsupported("exec"));
         }
@@ -138,8 +155,7 @@ impl<E: WasmEngine> Service<E> {
     }
 
     fn do_delete(&self, task: &Task) -> Result<(), ttrpc::Error> {
-        container::delete(&self.root, &task.id)
-            .map_err(|e| error(Code::INTERNAL, e.to_string()))?;
+        container::delete(&self.root, &task.id).map_err(lifecycle_error)?;
         if let Some(rootfs) = &task.mounted_rootfs {
             unmount_all(rootfs).map_err(|e| error(Code::INTERNAL, e.to_string()))?;
         }
@@ -172,7 +188,7 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
             return self.exec_start(&req.id, &req.exec_id);
         }
         let task = self.task(&req.id, &req.exec_id)?;
-        container::start(&self.root, &req.id).map_err(|e| error(Code::INTERNAL, e.to_string()))?;
+        container::start(&self.root, &req.id).map_err(lifecycle_error)?;
         self.tasks.set_running(&req.id);
         self.events.started(&task);
         Ok(api::StartResponse {
@@ -235,8 +251,7 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
             ));
         }
         tracing::info!(id = %req.id, signal = req.signal, all = req.all, "kill");
-        container::kill(&self.root, &req.id, req.signal, req.all)
-            .map_err(|e| error(Code::INTERNAL, e.to_string()))?;
+        container::kill(&self.root, &req.id, req.signal, req.all).map_err(lifecycle_error)?;
         Ok(Empty::new())
     }
 
@@ -266,8 +281,7 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
 
     fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
         self.task(&req.id, "")?;
-        let pids = container::pids(&self.root, &req.id)
-            .map_err(|e| error(Code::INTERNAL, e.to_string()))?;
+        let pids = container::pids(&self.root, &req.id).map_err(lifecycle_error)?;
         let processes = pids
             .into_iter()
             .map(|pid| ProcessInfo {
@@ -287,8 +301,7 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
         req: api::StatsRequest,
     ) -> TtrpcResult<api::StatsResponse> {
         self.task(&req.id, "")?;
-        let stats = container::stats(&self.root, &req.id)
-            .map_err(|e| error(Code::INTERNAL, e.to_string()))?;
+        let stats = container::stats(&self.root, &req.id).map_err(lifecycle_error)?;
         let any = crate::metrics::to_any(
             &stats,
             libcgroups::common::get_cgroup_setup()
@@ -342,70 +355,11 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
     }
 
     fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<Empty> {
-        let task = self.task(&req.id, "")?;
-        if task.status != Status::RUNNING {
-            return Err(error(
-                Code::FAILED_PRECONDITION,
-                format!(
-                    "container {}: cannot pause a {:?} task",
-                    req.id, task.status
-                ),
-            ));
-        }
-        tracing::info!(id = %req.id, "pause");
-        container::pause(&self.root, &req.id).map_err(|e| {
-            let code = match &e {
-                container::LifecycleError::NotFound { .. } => Code::NOT_FOUND,
-                container::LifecycleError::Libcontainer { source, .. }
-                    if matches!(
-                        **source,
-                        libcontainer::error::LibcontainerError::IncorrectStatus(_)
-                    ) =>
-                {
-                    Code::FAILED_PRECONDITION
-                }
-                _ => Code::INTERNAL,
-            };
-            error(code, e.to_string())
-        })?;
-        // An exit recorded meanwhile (SIGKILL right after the freeze) keeps the task STOPPED.
-        if let Some(task) = self.tasks.set_status(&req.id, Status::PAUSED) {
-            self.events.paused(&task);
-        }
-        Ok(Empty::new())
+        self.freeze(&req.id, true)
     }
 
     fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> TtrpcResult<Empty> {
-        let task = self.task(&req.id, "")?;
-        if task.status != Status::PAUSED {
-            return Err(error(
-                Code::FAILED_PRECONDITION,
-                format!(
-                    "container {}: cannot resume a {:?} task",
-                    req.id, task.status
-                ),
-            ));
-        }
-        tracing::info!(id = %req.id, "resume");
-        container::resume(&self.root, &req.id).map_err(|e| {
-            let code = match &e {
-                container::LifecycleError::NotFound { .. } => Code::NOT_FOUND,
-                container::LifecycleError::Libcontainer { source, .. }
-                    if matches!(
-                        **source,
-                        libcontainer::error::LibcontainerError::IncorrectStatus(_)
-                    ) =>
-                {
-                    Code::FAILED_PRECONDITION
-                }
-                _ => Code::INTERNAL,
-            };
-            error(code, e.to_string())
-        })?;
-        if let Some(task) = self.tasks.set_status(&req.id, Status::RUNNING) {
-            self.events.resumed(&task);
-        }
-        Ok(Empty::new())
+        self.freeze(&req.id, false)
     }
 
     fn update(&self, _ctx: &TtrpcContext, _req: api::UpdateTaskRequest) -> TtrpcResult<Empty> {
