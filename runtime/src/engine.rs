@@ -13,6 +13,11 @@ pub enum EngineError {
     MissingExport { func: String, available: String },
     #[error("wasm trap: {0}")]
     Trap(String),
+    #[error(
+        "wasm guest exceeded its memory limit: asked for {requested} bytes of linear memory, \
+         the container allows the guest {limit} bytes"
+    )]
+    MemoryLimit { limit: u64, requested: u64 },
     #[error("{0}")]
     Other(String),
 }
@@ -28,6 +33,8 @@ pub struct GuestContext {
     pub cwd: PathBuf,
     /// Export to call instead of `_start`.
     pub func: Option<String>,
+    /// Most linear memory the guest may have, derived from the container's memory limit.
+    pub memory_limit: Option<u64>,
 }
 
 pub trait WasmEngine: Clone + Send + Sync + 'static {
@@ -51,7 +58,8 @@ pub trait WasmEngine: Clone + Send + Sync + 'static {
     fn function_exports(&self, module: &Self::Module) -> Vec<String>;
 
     /// Runs the guest in the calling process (the container's init) and returns its exit code.
-    /// A trap is [`EngineError::Trap`].
+    /// A trap is [`EngineError::Trap`]; growing memory past `guest.memory_limit` is
+    /// [`EngineError::MemoryLimit`].
     fn run(&self, module: &Self::Module, guest: &GuestContext) -> Result<i32, EngineError>;
 }
 

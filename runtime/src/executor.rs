@@ -13,6 +13,11 @@ use crate::spec;
 
 /// Exit code of a guest that trapped, as the wasmtime CLI reports it (128 + SIGABRT).
 pub const TRAP_EXIT_CODE: i32 = 134;
+/// Exit code of a guest stopped at its memory limit: what an OOM kill gives (128 + SIGKILL).
+pub const MEMORY_LIMIT_EXIT_CODE: i32 = 137;
+/// Part of a container's memory limit kept for the engine itself (code, stacks, WASI state),
+/// so the engine stops a growing guest before the kernel's OOM killer does.
+const ENGINE_HEADROOM_MAX: u64 = 16 << 20;
 
 #[derive(Clone)]
 pub enum WorkloadExecutor<E: WasmEngine> {
@@ -52,6 +57,10 @@ impl<E: WasmEngine> Executor for WorkloadExecutor<E> {
                     Err(EngineError::Trap(msg)) => {
                         eprintln!("wasmpod: {module_path}: wasm trap: {msg}");
                         TRAP_EXIT_CODE
+                    }
+                    Err(e @ EngineError::MemoryLimit { .. }) => {
+                        eprintln!("wasmpod: {module_path}: {e}");
+                        MEMORY_LIMIT_EXIT_CODE
                     }
                     Err(e) => {
                         eprintln!("wasmpod: {module_path}: {e}");
@@ -126,7 +135,23 @@ fn guest_context(spec: &Spec, module_path: &str, func: Option<String>) -> GuestC
         env: spec::env(spec).to_vec(),
         cwd,
         func,
+        memory_limit: guest_memory_limit(spec),
     }
+}
+
+/// The guest's share of `linux.resources.memory.limit`: all of it but the engine's headroom
+/// (a quarter of the limit, at most 16 MiB).
+fn guest_memory_limit(spec: &Spec) -> Option<u64> {
+    let limit = spec
+        .linux()
+        .as_ref()?
+        .resources()
+        .as_ref()?
+        .memory()
+        .as_ref()?
+        .limit()
+        .filter(|l| *l > 0)? as u64;
+    Some(limit - (limit / 4).min(ENGINE_HEADROOM_MAX))
 }
 
 /// The guest runs as PID 1 of its PID namespace, where the kernel drops signals that have no

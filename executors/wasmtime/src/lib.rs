@@ -5,10 +5,19 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 
+mod limits;
+
+use limits::GuestLimits;
 use wasmpod_runtime::{EngineError, GuestContext, WasmEngine};
 use wasmtime::{Config, Engine, ExternType, Linker, Module, Store};
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+
+/// What a guest's store holds: its WASI context and its resource limits.
+struct GuestState {
+    wasi: WasiP1Ctx,
+    limits: GuestLimits,
+}
 
 #[derive(Clone)]
 pub struct Wasmtime {
@@ -75,9 +84,14 @@ impl WasmEngine for Wasmtime {
                 .preopened_dir(&guest.cwd, ".", FsPerms::ReadWrite)
                 .map_err(other("preopen the working directory"))?;
         }
-        let mut store = Store::new(&self.engine, builder.build_p1());
-        let mut linker: Linker<WasiP1Ctx> = Linker::new(&self.engine);
-        p1::add_to_linker_sync(&mut linker, |ctx| ctx).map_err(other("linking WASI"))?;
+        let state = GuestState {
+            wasi: builder.build_p1(),
+            limits: GuestLimits::new(guest.memory_limit),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        let mut linker: Linker<GuestState> = Linker::new(&self.engine);
+        p1::add_to_linker_sync(&mut linker, |s| &mut s.wasi).map_err(other("linking WASI"))?;
         let instance = linker
             .instantiate(&mut store, module)
             .map_err(other("instantiating module"))?;
@@ -85,7 +99,14 @@ impl WasmEngine for Wasmtime {
         let func = instance
             .get_typed_func::<(), ()>(&mut store, name)
             .map_err(other(name))?;
-        match func.call(&mut store, ()) {
+        let result = func.call(&mut store, ());
+        if let (Some(requested), Some(limit)) = (store.data().limits.exceeded, guest.memory_limit) {
+            return Err(EngineError::MemoryLimit {
+                limit,
+                requested: requested as u64,
+            });
+        }
+        match result {
             Ok(()) => Ok(0),
             Err(e) => match e.downcast_ref::<I32Exit>() {
                 Some(exit) => Ok(exit.0),

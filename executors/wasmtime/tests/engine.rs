@@ -20,6 +20,7 @@ fn guest(func: Option<&str>) -> GuestContext {
         env: vec!["A=b".into()],
         cwd: "/".into(),
         func: func.map(str::to_string),
+        memory_limit: None,
     }
 }
 
@@ -242,4 +243,27 @@ fn entries_just_handed_out_are_not_evicted() {
     let worker = Wasmtime::new().unwrap();
     let module = worker.load(&a).unwrap();
     assert_eq!(worker.run(&module, &guest(None)).unwrap(), 1);
+}
+
+#[test]
+fn memory_limit_stops_a_growing_guest() {
+    const GROW: &str = r#"(module
+      (memory (export "memory") 1)
+      (func (export "_start") (drop (memory.grow (i32.const 100)))))"#;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ModuleCache::new(dir.path().join("wasmtime"));
+    let engine = Wasmtime::new().unwrap();
+    let (module, _, _) = cache.get_or_compile(&engine, GROW.as_bytes()).unwrap();
+
+    let mut limited = guest(None);
+    limited.memory_limit = Some(1 << 20);
+    match engine.run(&module, &limited) {
+        Err(EngineError::MemoryLimit { limit, requested }) => {
+            assert_eq!(limit, 1 << 20);
+            assert_eq!(requested, 101 * 65536);
+        }
+        other => panic!("expected the memory limit, got {other:?}"),
+    }
+    limited.memory_limit = Some(8 << 20);
+    assert_eq!(engine.run(&module, &limited).unwrap(), 0);
 }

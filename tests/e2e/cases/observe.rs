@@ -10,6 +10,7 @@ use crate::support::{
 
 pub fn cases() -> Vec<Case> {
     cases![
+        wasm_memory_limit_stops_guest_137,
         task_ps_lists_pid,
         task_metrics_memory,
         memory_limit_in_cgroup,
@@ -177,5 +178,44 @@ fn native_memory_hog_oom_137(env: &Env) -> Result<()> {
         out.status == Some(137),
         "a 64 MiB allocation under a 16 MiB limit should be OOM-killed (137): {out}"
     );
+    env.assert_no_leaks(&id)
+}
+
+/// The container's memory limit also caps the wasm guest's linear memory (minus the engine's
+/// headroom): growing past it ends the guest with 137 and a message naming the cause, before
+/// the kernel's OOM killer would pick a victim. Under the limit the guest runs normally.
+fn wasm_memory_limit_stops_guest_137(env: &Env) -> Result<()> {
+    env.require_shim()?;
+    let image = env.wasm_image()?;
+    let limit = "67108864";
+    let id = env.unique_id("wasm-mem-limit");
+    let out = env.ctr().run_rm_flags(
+        WASM_RUNTIME,
+        &["--memory-limit", limit],
+        image,
+        &id,
+        &["/testprog.wasm", "grow-memory", "100"],
+    )?;
+    ensure!(
+        out.status == Some(137)
+            && out.stderr.contains("exceeded its memory limit")
+            && out.stdout.contains("allocated 32 MiB")
+            && !out.stdout.contains("grew"),
+        "a guest growing past its limit must end with 137 and the cause: {out}"
+    );
+    env.assert_no_leaks(&id)?;
+
+    let id = env.unique_id("wasm-mem-ok");
+    let out = env
+        .ctr()
+        .run_rm_flags(
+            WASM_RUNTIME,
+            &["--memory-limit", limit],
+            image,
+            &id,
+            &["/testprog.wasm", "grow-memory", "20"],
+        )?
+        .ok()?;
+    ensure!(out.stdout.contains("grew"), "under the limit: {out}");
     env.assert_no_leaks(&id)
 }
