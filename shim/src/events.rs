@@ -8,7 +8,7 @@ use containerd_shim::protos::events::task::{
     TaskResumed, TaskStart,
 };
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim::protos::protobuf::MessageDyn;
+use containerd_shim::protos::protobuf::{MessageDyn, MessageField};
 use containerd_shim::protos::topics::{
     TASK_CREATE_EVENT_TOPIC, TASK_DELETE_EVENT_TOPIC, TASK_EXEC_ADDED_EVENT_TOPIC,
     TASK_EXEC_STARTED_EVENT_TOPIC, TASK_EXIT_EVENT_TOPIC, TASK_PAUSED_EVENT_TOPIC,
@@ -18,7 +18,7 @@ use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::Context;
 
 use crate::execs::ExecProcess;
-use crate::tasks::Task;
+use crate::tasks::{Exit, Task};
 
 pub struct Events {
     publisher: RemotePublisher,
@@ -33,6 +33,14 @@ pub fn timestamp(at: SystemTime) -> Timestamp {
     ts.seconds = d.as_secs() as i64;
     ts.nanos = d.subsec_nanos() as i32;
     ts
+}
+
+/// `(exit_status, exited_at)` as containerd's messages carry them: zero values before an exit.
+pub fn exit_fields(exit: Option<&Exit>) -> (u32, MessageField<Timestamp>) {
+    match exit {
+        Some(exit) => (exit.code, Some(timestamp(exit.at)).into()),
+        None => (0, MessageField::none()),
+    }
 }
 
 impl Events {
@@ -88,10 +96,7 @@ impl Events {
         e.container_id = task.id.clone();
         e.id = task.id.clone();
         e.pid = task.pid as u32;
-        if let Some(exit) = &task.exit {
-            e.exit_status = exit.code;
-            e.exited_at = Some(timestamp(exit.at)).into();
-        }
+        (e.exit_status, e.exited_at) = exit_fields(task.exit.as_ref());
         self.publish(TASK_DELETE_EVENT_TOPIC, Box::new(e));
     }
 

@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 use wasmpod_runtime::container::{self, ExecOptions};
 use wasmpod_runtime::WasmEngine;
 
-use crate::events::timestamp;
+use crate::events::{exit_fields, timestamp};
 use crate::execs::ExecProcess;
 use crate::service::{error, not_found, opt_path, Service};
 
@@ -114,10 +114,7 @@ impl<E: WasmEngine> Service<E> {
             exec_id: exec.exec_id.clone(),
             ..Default::default()
         };
-        if let Some(exit) = &exec.exit {
-            resp.exit_status = exit.code;
-            resp.exited_at = Some(timestamp(exit.at)).into();
-        }
+        (resp.exit_status, resp.exited_at) = exit_fields(exec.exit.as_ref());
         Ok(resp)
     }
 
@@ -165,10 +162,7 @@ impl<E: WasmEngine> Service<E> {
             pid: exec.pid as u32,
             ..Default::default()
         };
-        if let Some(exit) = &exec.exit {
-            resp.exit_status = exit.code;
-            resp.exited_at = Some(timestamp(exit.at)).into();
-        }
+        (resp.exit_status, resp.exited_at) = exit_fields(exec.exit.as_ref());
         Ok(resp)
     }
 }

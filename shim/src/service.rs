@@ -14,7 +14,7 @@ use wasmpod_runtime::container::{self, CreateOptions};
 use wasmpod_runtime::mount::{unmount_all, RootfsMount};
 use wasmpod_runtime::{WasmEngine, Zygote};
 
-use crate::events::{timestamp, Events};
+use crate::events::{exit_fields, timestamp, Events};
 use crate::execs::Execs;
 use crate::lifetime::Lifetime;
 use crate::tasks::{Task, Tasks};
@@ -216,10 +216,7 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
             stderr: task.stderr.clone(),
             ..Default::default()
         };
-        if let Some(exit) = &task.exit {
-            resp.exit_status = exit.code;
-            resp.exited_at = Some(timestamp(exit.at)).into();
-        }
+        (resp.exit_status, resp.exited_at) = exit_fields(task.exit.as_ref());
         Ok(resp)
     }
 
@@ -272,10 +269,7 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
             pid: task.pid as u32,
             ..Default::default()
         };
-        if let Some(exit) = &task.exit {
-            resp.exit_status = exit.code;
-            resp.exited_at = Some(timestamp(exit.at)).into();
-        }
+        (resp.exit_status, resp.exited_at) = exit_fields(task.exit.as_ref());
         Ok(resp)
     }
 
