@@ -5,7 +5,8 @@ set -euo pipefail
 
 missing=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in containerd runc busybox-static libseccomp-dev pkg-config gcc; do
+for pkg in containerd runc containernetworking-plugins busybox-static libseccomp-dev pkg-config gcc \
+    protobuf-compiler; do
     have_pkg "$pkg" || missing+=("$pkg")
 done
 
