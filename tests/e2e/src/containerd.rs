@@ -1,15 +1,15 @@
 //! A private containerd daemon, started as a child process with every path in a temporary
 //! base directory. It never talks to (or replaces) a system containerd.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use tempfile::TempDir;
 
-use crate::config::{self, GRPC_SOCKET};
+use crate::config::{self, PodNetwork, CNI_CONF_DIR, GRPC_SOCKET};
 use crate::ctr::Ctr;
 use crate::leaks::{self, wait_until};
 use crate::{mounts, paths};
@@ -17,6 +17,11 @@ use crate::{mounts, paths};
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const LOG_FILE: &str = "containerd.log";
+/// Namespaces whose tasks [`Containerd::stop`] removes: ctr's and CRI's.
+const NAMESPACES: &[&str] = &["default", "k8s.io"];
+
+/// Makes the pod networks of daemons started by one process distinct.
+static NEXT_NETWORK: AtomicU32 = AtomicU32::new(0);
 
 /// A running private containerd; stopped and cleaned up by [`Containerd::stop`] or on drop.
 #[derive(Debug)]
@@ -24,6 +29,9 @@ pub struct Containerd {
     base: Option<TempDir>,
     base_path: PathBuf,
     address: PathBuf,
+    containerd: PathBuf,
+    shim_dir: PathBuf,
+    network: PodNetwork,
     child: Option<Child>,
     pid: u32,
     ctr: Ctr,
@@ -38,43 +46,89 @@ impl Containerd {
         let ctr_bin = paths::require_binary("ctr", "apt-get install containerd")?;
         paths::require_binary("runc", "apt-get install runc")?;
 
+        let containerd = containerd.to_path_buf();
         let base = tempfile::Builder::new()
             .prefix("wasmpod-e2e-")
             .tempdir_in("/tmp")
             .context("creating the containerd base directory")?;
         let base_path = base.path().to_path_buf();
-        let config_path = base_path.join("config.toml");
-        std::fs::write(&config_path, config::containerd_config(&base_path))
-            .context("writing config.toml")?;
-        let log = File::create(base_path.join(LOG_FILE)).context("creating containerd.log")?;
+        std::fs::write(
+            base_path.join("config.toml"),
+            config::containerd_config(&base_path),
+        )
+        .context("writing config.toml")?;
+        let seed = std::process::id()
+            .wrapping_mul(4)
+            .wrapping_add(NEXT_NETWORK.fetch_add(1, Ordering::Relaxed));
+        let network = PodNetwork::from_seed(seed);
+        let conf_dir = base_path.join(CNI_CONF_DIR);
+        std::fs::create_dir_all(&conf_dir).context("creating the CNI config directory")?;
+        std::fs::write(
+            conf_dir.join("10-wasmpod.conflist"),
+            config::cni_conflist(&base_path, &network),
+        )
+        .context("writing the CNI conflist")?;
         let fifo_dir = base_path.join("fifo");
         std::fs::create_dir(&fifo_dir).context("creating the fifo directory")?;
-
-        let child = Command::new(&containerd)
-            .arg("--config")
-            .arg(&config_path)
-            .env("PATH", search_path(shim_dir))
-            // Shims inherit it: each run gets its own compiled-module cache.
-            .env("WASMPOD_CACHE_DIR", base_path.join("module-cache"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().context("duplicating the log file")?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", containerd.display()))?;
 
         let address = base_path.join(GRPC_SOCKET);
         let mut daemon = Containerd {
             base: Some(base),
-            pid: child.id(),
-            child: Some(child),
+            pid: 0,
+            child: None,
             ctr: Ctr::new(&ctr_bin, &address).with_fifo_dir(&fifo_dir),
             address,
+            containerd,
+            shim_dir: shim_dir.to_path_buf(),
+            network,
             base_path,
             ready: false,
         };
-        daemon.wait_ready()?;
-        daemon.ready = true;
+        daemon.spawn()?;
         Ok(daemon)
+    }
+
+    /// Starts the daemon process on the existing base directory and waits until it answers.
+    fn spawn(&mut self) -> Result<()> {
+        // Appends: a restarted daemon keeps the log of its predecessor.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .context("opening containerd.log")?;
+        let child = Command::new(&self.containerd)
+            .arg("--config")
+            .arg(self.base_path.join("config.toml"))
+            .env("PATH", search_path(&self.shim_dir))
+            // Shims inherit it: each run gets its own compiled-module cache.
+            .env("WASMPOD_CACHE_DIR", self.base_path.join("module-cache"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("duplicating the log file")?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.containerd.display()))?;
+        self.pid = child.id();
+        self.child = Some(child);
+        self.ready = false;
+        self.wait_ready()?;
+        self.ready = true;
+        Ok(())
+    }
+
+    /// Kills containerd with SIGKILL, as a crash would, and starts it again on the same root,
+    /// state and sockets. Shims and their containers keep running meanwhile.
+    pub fn restart_after_crash(&mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            bail!("containerd is not running");
+        };
+        child.kill().context("killing containerd")?;
+        child.wait().context("reaping containerd")?;
+        self.spawn()
+    }
+
+    /// The pod network (CNI bridge and subnet) of this daemon.
+    pub fn network(&self) -> &PodNetwork {
+        &self.network
     }
 
     /// The gRPC socket (`ctr -a`).
@@ -181,6 +235,9 @@ impl Containerd {
         }
         let _ = child.wait();
         self.kill_orphan_shims(&mut errors);
+        if let Err(e) = self.remove_bridge() {
+            errors.push(format!("removing the pod bridge: {e:#}"));
+        }
         if let Err(e) = mounts::unmount_all_under(&self.base_path) {
             errors.push(format!("unmounting: {e:#}"));
         }
@@ -198,22 +255,44 @@ impl Containerd {
         }
     }
 
-    /// `ctr task ls`, then kill -9 and delete each task.
+    /// In each of [`NAMESPACES`]: `ctr task ls`, then kill -9 and delete each task.
     fn kill_tasks(&self) -> Result<()> {
-        let ctr = self.ctr.clone().with_timeout(Duration::from_secs(10));
         let mut failed = Vec::new();
-        for id in ctr.task_list()? {
-            let _ = ctr.task_kill(&id, "SIGKILL");
-            let deleted = wait_until(Duration::from_secs(5), || {
-                ctr.run(&["task", "delete", "-f", &id])
-                    .is_ok_and(|out| out.success())
-            });
-            if !deleted {
-                failed.push(id);
+        for namespace in NAMESPACES {
+            let ctr = self
+                .ctr
+                .clone()
+                .with_namespace(namespace)
+                .with_timeout(Duration::from_secs(10));
+            for id in ctr.task_list()? {
+                let _ = ctr.task_kill(&id, "SIGKILL");
+                let deleted = wait_until(Duration::from_secs(5), || {
+                    ctr.run(&["task", "delete", "-f", &id])
+                        .is_ok_and(|out| out.success())
+                });
+                if !deleted {
+                    failed.push(format!("{namespace}/{id}"));
+                }
             }
         }
         if !failed.is_empty() {
             bail!("could not delete tasks {failed:?}");
+        }
+        Ok(())
+    }
+
+    /// Removes the CNI bridge (the pods' veths went with their network namespaces).
+    fn remove_bridge(&self) -> Result<()> {
+        let link = Path::new("/sys/class/net").join(&self.network.bridge);
+        if !link.exists() {
+            return Ok(());
+        }
+        let status = Command::new("ip")
+            .args(["link", "delete", &self.network.bridge])
+            .status()
+            .context("running `ip link delete` (apt-get install iproute2)")?;
+        if !status.success() {
+            bail!("`ip link delete {}` failed: {status}", self.network.bridge);
         }
         Ok(())
     }

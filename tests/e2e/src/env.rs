@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 
 use crate::containerd::Containerd;
+use crate::cri::CriClient;
 use crate::ctr::Ctr;
 use crate::{images, leaks, paths};
 
@@ -24,8 +25,12 @@ pub struct Env {
     fixtures: PathBuf,
     busybox: Lazy,
     wasm: Lazy,
+    cri: OnceLock<Result<CriClient, String>>,
     next_id: AtomicUsize,
 }
+
+/// The containerd namespace of the CRI plugin.
+pub const CRI_NAMESPACE: &str = "k8s.io";
 
 impl Env {
     /// Starts containerd with the shim directory of [`paths::shim_dir`] first on its PATH.
@@ -41,6 +46,7 @@ impl Env {
             fixtures: paths::fixtures_dir(),
             busybox: OnceLock::new(),
             wasm: OnceLock::new(),
+            cri: OnceLock::new(),
             next_id: AtomicUsize::new(0),
         })
     }
@@ -80,6 +86,52 @@ impl Env {
         self.lazy_image(&self.wasm, |dir| {
             images::import_wasm(self.ctr(), dir, &self.fixtures)
         })
+    }
+
+    /// A CRI client of the private containerd, with the pause, busybox and wasm images
+    /// imported into namespace [`CRI_NAMESPACE`] (done on first call).
+    pub fn cri(&self) -> Result<&CriClient> {
+        let result = self
+            .cri
+            .get_or_init(|| self.connect_cri().map_err(|e| format!("{e:#}")));
+        match result {
+            Ok(client) => Ok(client),
+            Err(e) => Err(anyhow!("{e}")),
+        }
+    }
+
+    fn connect_cri(&self) -> Result<CriClient> {
+        let ctr = self.ctr().clone().with_namespace(CRI_NAMESPACE);
+        let dir = self.containerd.base().join("cri-images");
+        std::fs::create_dir_all(&dir)?;
+        images::import_pause(&ctr, &dir)?;
+        images::import_busybox(&ctr, &dir)?;
+        images::import_wasm(&ctr, &dir, &self.fixtures)?;
+        let client = CriClient::connect(self.containerd.address())?;
+        // The CRI plugin learns of imported images from events: wait until it knows them.
+        for image in [
+            crate::config::PAUSE_IMAGE,
+            images::BUSYBOX_IMAGE,
+            images::WASM_IMAGE,
+        ] {
+            let known = leaks::wait_until(Duration::from_secs(10), || {
+                client.has_image(image).unwrap_or(false)
+            });
+            if !known {
+                anyhow::bail!("the CRI plugin does not list {image} after import");
+            }
+        }
+        Ok(client)
+    }
+
+    /// `ctr` for the CRI plugin's namespace.
+    pub fn cri_ctr(&self) -> Ctr {
+        self.ctr().clone().with_namespace(CRI_NAMESPACE)
+    }
+
+    /// Where pods of this run keep their container logs (one directory per pod).
+    pub fn pod_logs_root(&self) -> PathBuf {
+        self.containerd.base().join("pod-logs")
     }
 
     fn lazy_image<'a>(

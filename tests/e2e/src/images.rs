@@ -38,6 +38,19 @@ pub fn import_busybox(ctr: &Ctr, dir: &Path) -> Result<String> {
     import(ctr, &image, &dir.join("busybox.tar"))
 }
 
+/// Builds the pod sandbox image ([`crate::config::PAUSE_IMAGE`]: busybox `sleep infinity`) into
+/// `dir` and imports it.
+pub fn import_pause(ctr: &Ctr, dir: &Path) -> Result<String> {
+    let busybox = Path::new(HOST_BUSYBOX);
+    if !busybox.exists() {
+        bail!("{HOST_BUSYBOX} not found: apt-get install busybox-static");
+    }
+    let image = busybox_image(crate::config::PAUSE_IMAGE, busybox)
+        .context("building the pause image")?
+        .entrypoint(vec!["/bin/sleep".to_string(), "infinity".to_string()]);
+    import(ctr, &image, &dir.join("pause.tar"))
+}
+
 /// Builds [`WASM_IMAGE`] from `fixtures` (`tests/fixtures`) into `dir` and imports it.
 pub fn import_wasm(ctr: &Ctr, dir: &Path, fixtures: &Path) -> Result<String> {
     let mut image = ImageBuilder::new(WASM_IMAGE)

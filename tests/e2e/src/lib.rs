@@ -7,6 +7,7 @@
 pub mod args;
 pub mod config;
 pub mod containerd;
+pub mod cri;
 pub mod ctr;
 pub mod env;
 pub mod images;

@@ -1,8 +1,9 @@
 //! The end-to-end suite: `cargo test -p wasmpod-e2e --test e2e [-- FILTER...]`.
 //!
 //! Each `cases/*.rs` module holds related cases and exposes `fn cases() -> Vec<Case>`;
-//! add the module here and extend the list in `main`. `cases/support.rs` is not a case
-//! module: it holds helpers shared by the cases, used as `crate::support::...`.
+//! add the module here and extend the list in `main`. `cases/support.rs` and
+//! `cases/cri_support.rs` are not case modules: they hold helpers shared by the cases, used as
+//! `crate::support::...` and `crate::cri_support::...`.
 
 use wasmpod_e2e::runner;
 
@@ -10,6 +11,10 @@ use wasmpod_e2e::runner;
 mod bad_input;
 #[path = "../cases/cleanup.rs"]
 mod cleanup;
+#[path = "../cases/cri_pod.rs"]
+mod cri_pod;
+#[path = "../cases/cri_support.rs"]
+mod cri_support;
 #[path = "../cases/exec.rs"]
 mod exec;
 #[path = "../cases/grouping.rs"]
@@ -44,5 +49,6 @@ fn main() {
     all.extend(spec_features::cases());
     all.extend(exec::cases());
     all.extend(pause::cases());
+    all.extend(cri_pod::cases());
     runner::main(all);
 }

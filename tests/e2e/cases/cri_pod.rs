@@ -1,0 +1,119 @@
+//! Pods through CRI, as kubelet drives them: a pod mixing wasm and native containers in one
+//! shim, its logs, exit reasons, network, exec and stats.
+
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use k8s_cri::v1::ContainerState;
+use wasmpod_e2e::cri::pod::{cgroup_parent, container_config};
+use wasmpod_e2e::cri::{Pod, WASM_HANDLER};
+use wasmpod_e2e::{cases, Case, Env, BUSYBOX_IMAGE, HELLO_TXT, WASM_IMAGE};
+
+use crate::cri_support::*;
+
+pub fn cases() -> Vec<Case> {
+    cases![cri_mixed_pod_end_to_end]
+}
+
+const HTTP_PORT: u16 = 8080;
+
+/// RunPodSandbox with our handler and a pod of (a) a wasm container writing to stdout and stderr
+/// and exiting, (b) a long-running wasm container, (c) a native busybox httpd; plus a wasm
+/// container exiting 3. Checks logs, exit reasons, the shared shim and namespaces, the cgroup
+/// parent, the server from the host at the pod IP, and that stop + remove leave nothing.
+fn cri_mixed_pod_end_to_end(env: &Env) -> Result<()> {
+    env.require_shim()?;
+    let cri = env.cri()?;
+    let mut pod = Pod::run(cri, "mixed", WASM_HANDLER, &env.pod_logs_root())?;
+
+    let printer = pod.start(&container_config(
+        "printer",
+        WASM_IMAGE,
+        &["/testprog.wasm", "stderr", "to-stderr"],
+    ))?;
+    let failing = pod.start(&container_config(
+        "failing",
+        WASM_IMAGE,
+        &["/testprog.wasm", "exit", "3"],
+    ))?;
+    let sleeper = pod.start(&container_config(
+        "sleeper",
+        WASM_IMAGE,
+        &["/testprog.wasm", "sleep", "600"],
+    ))?;
+    let port = HTTP_PORT.to_string();
+    let httpd = pod.start(&container_config(
+        "httpd",
+        BUSYBOX_IMAGE,
+        &["/bin/httpd", "-f", "-p", &port, "-h", "/data"],
+    ))?;
+
+    // (a) and the failing one: exit codes and reasons, both streams in the CRI log format.
+    expect_exit(&wait_exited(cri, &printer)?, 0, "Completed")?;
+    expect_exit(&wait_exited(cri, &failing)?, 3, "Error")?;
+    let (stdout, stderr) = read_log(&pod.log_path("printer"), "to-stderr")?;
+    ensure!(
+        stdout == "out\n" && stderr == "to-stderr\n",
+        "printer log: stdout {stdout:?}, stderr {stderr:?}"
+    );
+
+    // (b) and (c) run; one shim process for the whole pod; shared network and IPC namespaces
+    // with the sandbox, own pid namespaces; cgroups under the pod's cgroup parent.
+    wait_state(cri, &sleeper, ContainerState::ContainerRunning)?;
+    wait_state(cri, &httpd, ContainerState::ContainerRunning)?;
+    let sandbox_pid = init_pid(env, &pod.id)?;
+    let shim = ppid(sandbox_pid)?;
+    for id in [&sleeper, &httpd] {
+        let pid = init_pid(env, id)?;
+        ensure!(
+            ppid(pid)? == shim,
+            "container {id} (pid {pid}) is not a child of the pod's shim {shim}"
+        );
+        for ns in ["net", "ipc"] {
+            ensure!(
+                namespace(pid, ns)? == namespace(sandbox_pid, ns)?,
+                "container {id} does not share the sandbox's {ns} namespace"
+            );
+        }
+        ensure!(
+            namespace(pid, "pid")? != namespace(sandbox_pid, "pid")?,
+            "container {id} shares the sandbox's pid namespace, the pod asked for its own"
+        );
+        let want = format!("{}/{id}", cgroup_parent(&pod.uid));
+        let got = cgroup_of(pid, "memory")?;
+        ensure!(
+            got == want,
+            "container {id}: memory cgroup {got}, want {want}"
+        );
+    }
+    let shim_exe = std::fs::read_link(format!("/proc/{shim}/exe"))?;
+    ensure!(
+        shim_exe.ends_with("containerd-shim-wasmtime-v1"),
+        "the pod's shim is {}",
+        shim_exe.display()
+    );
+
+    // (c) answers from the host at the pod IP.
+    let ip = pod.ip()?;
+    let body = http_get(&ip, HTTP_PORT, "/hello.txt", Duration::from_secs(10))?;
+    ensure!(body == HELLO_TXT, "httpd at {ip} served {body:?}");
+
+    // StopPodSandbox stops everything; RemovePodSandbox leaves nothing.
+    cri.stop_pod(&pod.id)?;
+    for id in [&sleeper, &httpd] {
+        let status = cri.container_status(id)?;
+        ensure!(
+            status.state == ContainerState::ContainerExited as i32,
+            "after StopPodSandbox container {id} is {:?}",
+            status.state
+        );
+    }
+    let ids = [
+        printer.as_str(),
+        failing.as_str(),
+        sleeper.as_str(),
+        httpd.as_str(),
+    ];
+    pod.remove().context("removing the pod")?;
+    assert_pod_gone(env, &pod, &ids)
+}

@@ -1,0 +1,226 @@
+//! Helpers shared by the CRI cases: waiting on container states, reading CRI logs, the pod's
+//! processes and namespaces on the host, and checking what a removed pod left behind. A plain
+//! module, not a case module: it has no `cases()`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use k8s_cri::v1::{ContainerState, ContainerStatus};
+use wasmpod_e2e::cri::{logs, CriClient, Pod};
+use wasmpod_e2e::leaks::{self, wait_until};
+use wasmpod_e2e::{mounts, Env};
+
+/// How long a container may take to reach a state (image unpack, module compile, 2 cores).
+pub(crate) const STATE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Polls ContainerStatus until the container is EXITED; returns that status.
+pub(crate) fn wait_exited(cri: &CriClient, id: &str) -> Result<ContainerStatus> {
+    wait_state(cri, id, ContainerState::ContainerExited)
+}
+
+/// Polls ContainerStatus until the container is in `want`; fails with the last status seen.
+pub(crate) fn wait_state(
+    cri: &CriClient,
+    id: &str,
+    want: ContainerState,
+) -> Result<ContainerStatus> {
+    let mut last = None;
+    let reached = wait_until(STATE_TIMEOUT, || match cri.container_status(id) {
+        Ok(status) => {
+            let done = status.state == want as i32;
+            last = Some(status);
+            done
+        }
+        Err(_) => false,
+    });
+    match last {
+        Some(status) if reached => Ok(status),
+        last => bail!("container {id} did not reach {want:?} in {STATE_TIMEOUT:?}; last: {last:?}"),
+    }
+}
+
+/// Asserts an exited container's code and reason (`Completed`, `Error`, `OOMKilled`).
+pub(crate) fn expect_exit(status: &ContainerStatus, code: i32, reason: &str) -> Result<()> {
+    ensure!(
+        status.exit_code == code && status.reason == reason,
+        "container {}: want exit {code} reason {reason:?}, got exit {} reason {:?} message {:?}",
+        status.id,
+        status.exit_code,
+        status.reason,
+        status.message
+    );
+    Ok(())
+}
+
+/// The container's CRI log as (stdout, stderr) text, after checking every line's format.
+/// Waits briefly for `expect` to appear in either stream (logs are copied asynchronously).
+pub(crate) fn read_log(path: &Path, expect: &str) -> Result<(String, String)> {
+    let mut streams = (String::new(), String::new());
+    let mut error = None;
+    wait_until(Duration::from_secs(5), || {
+        match std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))
+            .and_then(|text| logs::parse(&text))
+        {
+            Ok(entries) => {
+                streams = (
+                    logs::stream_text(&entries, "stdout"),
+                    logs::stream_text(&entries, "stderr"),
+                );
+                error = None;
+                streams.0.contains(expect) || streams.1.contains(expect)
+            }
+            Err(e) => {
+                error = Some(e);
+                false
+            }
+        }
+    });
+    if let Some(e) = error {
+        return Err(e);
+    }
+    Ok(streams)
+}
+
+/// The host pid of a running container's init, from `ctr -n k8s.io task ls`.
+pub(crate) fn init_pid(env: &Env, id: &str) -> Result<u32> {
+    let out = env.cri_ctr().run(&["task", "ls"])?.ok()?;
+    out.stdout
+        .lines()
+        .find_map(|line| {
+            let mut cols = line.split_whitespace();
+            (cols.next() == Some(id)).then(|| cols.next()?.parse().ok())?
+        })
+        .with_context(|| format!("task {id} not in `ctr task ls`:\n{}", out.stdout))
+}
+
+/// The parent pid of `pid`.
+pub(crate) fn ppid(pid: u32) -> Result<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_comm = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    after_comm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .with_context(|| format!("no ppid in /proc/{pid}/stat"))
+}
+
+/// The namespace link of `pid` (e.g. `net:[4026532...]`).
+pub(crate) fn namespace(pid: u32, kind: &str) -> Result<String> {
+    let link = std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .with_context(|| format!("reading /proc/{pid}/ns/{kind}"))?;
+    Ok(link.display().to_string())
+}
+
+/// The cgroup path of `pid` in the v1 hierarchy holding `controller`.
+pub(crate) fn cgroup_of(pid: u32, controller: &str) -> Result<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+    text.lines()
+        .find_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            controllers
+                .split(',')
+                .any(|c| c == controller)
+                .then(|| path.to_string())
+        })
+        .with_context(|| format!("pid {pid} has no {controller} cgroup"))
+}
+
+/// `GET path` from `ip:port`, retried until the server answers or `timeout` passes; the body.
+pub(crate) fn http_get(ip: &str, port: u16, path: &str, timeout: Duration) -> Result<String> {
+    let mut last = String::from("never tried");
+    let mut body = None;
+    wait_until(timeout, || match get_once(ip, port, path) {
+        Ok(b) => {
+            body = Some(b);
+            true
+        }
+        Err(e) => {
+            last = format!("{e:#}");
+            false
+        }
+    });
+    body.with_context(|| format!("GET http://{ip}:{port}{path}: {last}"))
+}
+
+fn get_once(ip: &str, port: u16, path: &str) -> Result<String> {
+    let addr = format!("{ip}:{port}").parse()?;
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {ip}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("no header end in {response:?}"))?;
+    ensure!(
+        head.starts_with("HTTP/1.") && head.contains(" 200 "),
+        "status: {head:?}"
+    );
+    Ok(body.to_string())
+}
+
+/// After RemovePodSandbox: nothing of pod `pod` or its containers `ids` remains on the host:
+/// no process mentioning them, no cgroup directory, no mount, no network namespace.
+pub(crate) fn assert_pod_gone(env: &Env, pod: &Pod<'_>, ids: &[&str]) -> Result<()> {
+    let netns_dir = env
+        .containerd()
+        .base()
+        .join("state/io.containerd.grpc.v1.cri/netns");
+    let mut left = Vec::new();
+    let clean = wait_until(Duration::from_secs(10), || {
+        left.clear();
+        for id in ids.iter().chain([&pod.id.as_str()]) {
+            left.extend(
+                leaks::processes_matching(id)
+                    .into_iter()
+                    .map(|p| format!("process {p}: {}", leaks::cmdline(p).unwrap_or_default())),
+            );
+            left.extend(
+                leaks::mounts_containing(id)
+                    .into_iter()
+                    .map(|m| format!("mount {m}")),
+            );
+        }
+        for controller in wasmpod_e2e::cri::pod::CGROUP_CONTROLLERS {
+            let dir = pod.cgroup_dir(controller);
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                left.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| e.path().is_dir())
+                        .map(|e| format!("cgroup {}", e.path().display())),
+                );
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(&netns_dir) {
+            left.extend(
+                entries
+                    .flatten()
+                    .map(|e| format!("netns {}", e.path().display())),
+            );
+        }
+        if let Ok(under) = mounts::mounts_under(&netns_dir) {
+            left.extend(
+                under
+                    .into_iter()
+                    .map(|m| format!("netns mount {}", m.display())),
+            );
+        }
+        left.is_empty()
+    });
+    ensure!(
+        clean,
+        "pod {} left behind:\n  {}",
+        pod.id,
+        left.join("\n  ")
+    );
+    Ok(())
+}
