@@ -2,7 +2,9 @@
 //! init process after namespaces, cgroups, pivot_root, capabilities and seccomp are set up,
 //! and either runs the prepared wasm module or `execve`s the native program.
 
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use libcontainer::workload::default::DefaultExecutor;
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
@@ -30,6 +32,8 @@ pub enum WorkloadExecutor<E: WasmEngine> {
         func: Option<String>,
         /// wasmpod's guest profile, installed just before guest code runs.
         seccomp: seccompiler::BpfProgram,
+        /// Where a memory-limit stop is reported to the shim (see [`crate::oom`]).
+        oom_report: Option<Arc<OwnedFd>>,
     },
 }
 
@@ -46,6 +50,7 @@ impl<E: WasmEngine> Executor for WorkloadExecutor<E> {
                 module_path,
                 func,
                 seccomp,
+                oom_report,
             } => {
                 if let Err(e) = crate::seccomp::install(seccomp) {
                     eprintln!("wasmpod: {module_path}: {e}");
@@ -60,6 +65,9 @@ impl<E: WasmEngine> Executor for WorkloadExecutor<E> {
                     }
                     Err(e @ EngineError::MemoryLimit { .. }) => {
                         eprintln!("wasmpod: {module_path}: {e}");
+                        if let Some(report) = oom_report {
+                            crate::oom::report_memory_limit(report.as_ref());
+                        }
                         MEMORY_LIMIT_EXIT_CODE
                     }
                     Err(e) => {

@@ -10,6 +10,7 @@ pub mod detect;
 pub mod engine;
 pub mod executor;
 pub mod mount;
+pub mod oom;
 pub mod resolve;
 pub mod seccomp;
 pub mod spec;

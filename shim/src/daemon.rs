@@ -5,7 +5,7 @@
 //! are threads created.
 
 use std::io::ErrorKind;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use containerd_shim::protos::ttrpc::Server;
@@ -20,6 +20,7 @@ use wasmpod_runtime::{WasmEngine, Zygote};
 use crate::events::Events;
 use crate::execs::{Execs, Exited};
 use crate::lifetime::Lifetime;
+use crate::oom;
 use crate::service::Service;
 use crate::start_lock;
 use crate::tasks::Tasks;
@@ -63,7 +64,7 @@ fn bind(address: &str) -> anyhow::Result<Server> {
 
 /// Reaps every child: container inits and exec processes are reparented to us (a child
 /// subreaper) when their zygote worker exits.
-fn reap_children(tasks: &Tasks, execs: &Execs, events: &Events) {
+fn reap_children(root: &Path, tasks: &Tasks, execs: &Execs, events: &Events) {
     loop {
         let (pid, code) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(pid, code)) => (pid, code),
@@ -78,6 +79,11 @@ fn reap_children(tasks: &Tasks, execs: &Execs, events: &Events) {
         match execs.record_exit(pid.as_raw(), code, tasks) {
             Exited::Task(task) => {
                 tracing::info!(id = %task.id, pid = pid.as_raw(), code, "container exited");
+                // Before TaskExit, so CRI has the reason when it records the exit.
+                if let Some(cause) = oom::out_of_memory_cause(root, &task) {
+                    tracing::info!(id = %task.id, cause, "container ended out of memory");
+                    events.oom(&task);
+                }
                 events.exited(&task);
             }
             Exited::Exec(exec) => {
@@ -91,6 +97,7 @@ fn reap_children(tasks: &Tasks, execs: &Execs, events: &Events) {
 
 fn spawn_signal_thread(
     signals: SigSet,
+    root: PathBuf,
     tasks: Arc<Tasks>,
     execs: Arc<Execs>,
     events: Arc<Events>,
@@ -99,7 +106,7 @@ fn spawn_signal_thread(
         .name("signals".into())
         .spawn(move || loop {
             match signals.wait() {
-                Ok(Signal::SIGCHLD) => reap_children(&tasks, &execs, &events),
+                Ok(Signal::SIGCHLD) => reap_children(&root, &tasks, &execs, &events),
                 // containerd stops shims through Shutdown; a stray TERM must not orphan containers.
                 Ok(sig) => tracing::info!(signal = %sig, "ignoring signal"),
                 Err(e) => tracing::warn!(error = %e, "sigwait"),
@@ -122,11 +129,6 @@ pub fn run<E: WasmEngine>(flags: &Flags, zygote: &'static Zygote) -> anyhow::Res
     }
     signals.thread_block()?;
 
-    if let Err(e) = containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id)
-    {
-        // Logging is best effort: a shim without its log FIFO still serves containers.
-        eprintln!("shim logger: {e}");
-    }
     let ttrpc_address = std::env::var("TTRPC_ADDRESS")
         .map_err(|_| anyhow::anyhow!("TTRPC_ADDRESS is not set (containerd sets it)"))?;
     let publisher = RemotePublisher::new(&ttrpc_address)?;
@@ -139,6 +141,7 @@ pub fn run<E: WasmEngine>(flags: &Flags, zygote: &'static Zygote) -> anyhow::Res
     );
     spawn_signal_thread(
         signals,
+        service.root.clone(),
         service.tasks.clone(),
         service.execs.clone(),
         service.events.clone(),

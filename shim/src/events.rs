@@ -4,15 +4,15 @@
 use std::time::SystemTime;
 
 use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
     TaskResumed, TaskStart,
 };
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::{MessageDyn, MessageField};
 use containerd_shim::protos::topics::{
     TASK_CREATE_EVENT_TOPIC, TASK_DELETE_EVENT_TOPIC, TASK_EXEC_ADDED_EVENT_TOPIC,
-    TASK_EXEC_STARTED_EVENT_TOPIC, TASK_EXIT_EVENT_TOPIC, TASK_PAUSED_EVENT_TOPIC,
-    TASK_RESUMED_EVENT_TOPIC, TASK_START_EVENT_TOPIC,
+    TASK_EXEC_STARTED_EVENT_TOPIC, TASK_EXIT_EVENT_TOPIC, TASK_OOM_EVENT_TOPIC,
+    TASK_PAUSED_EVENT_TOPIC, TASK_RESUMED_EVENT_TOPIC, TASK_START_EVENT_TOPIC,
 };
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::Context;
@@ -89,6 +89,12 @@ impl Events {
         e.exit_status = exit.code;
         e.exited_at = Some(timestamp(exit.at)).into();
         self.publish(TASK_EXIT_EVENT_TOPIC, Box::new(e));
+    }
+
+    pub fn oom(&self, task: &Task) {
+        let mut e = TaskOOM::new();
+        e.container_id = task.id.clone();
+        self.publish(TASK_OOM_EVENT_TOPIC, Box::new(e));
     }
 
     pub fn deleted(&self, task: &Task) {

@@ -6,12 +6,15 @@ mod events;
 mod exec;
 mod execs;
 mod lifetime;
+mod logging;
 mod metrics;
+mod oom;
 mod pause;
 mod service;
 mod start;
 mod start_lock;
 mod tasks;
+mod update;
 
 use std::sync::OnceLock;
 
@@ -47,9 +50,7 @@ pub fn run<E: WasmEngine>() {
         "" if !flags.socket.is_empty() => {
             // The log FIFO is opened relative to the bundle we start in; then leave the bundle:
             // it is the first container's, and containerd removes it while the pod lives on.
-            if let Err(e) =
-                containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id)
-            {
+            if let Err(e) = logging::init(flags.debug) {
                 eprintln!("shim logger: {e}");
             }
             if let Err(e) = std::env::set_current_dir("/") {

@@ -12,6 +12,7 @@ use containerd_shim::{TtrpcContext, TtrpcResult};
 use wasmpod_runtime::cache::ModuleCache;
 use wasmpod_runtime::container::{self, CreateOptions};
 use wasmpod_runtime::mount::{unmount_all, RootfsMount};
+use wasmpod_runtime::oom::OomReport;
 use wasmpod_runtime::{WasmEngine, Zygote};
 
 use crate::events::{exit_fields, timestamp, Events};
@@ -126,6 +127,10 @@ impl<E: WasmEngine> Service<E> {
                 options: m.options.clone(),
             })
             .collect();
+        // Only a wasm guest reports; a native one's OOM is in the cgroup. The memfd is cheap, and
+        // which kind it is is known only inside `create`.
+        let oom_report = OomReport::new()
+            .map_err(|e| error(Code::INTERNAL, format!("creating the OOM report: {e}")))?;
         let opts = CreateOptions {
             id: &req.id,
             bundle,
@@ -134,6 +139,7 @@ impl<E: WasmEngine> Service<E> {
             stdin: opt_path(&req.stdin),
             stdout: opt_path(&req.stdout),
             stderr: opt_path(&req.stderr),
+            oom_report: Some(oom_report.fd()),
         };
         let created =
             container::create(self.zygote, self.engine()?, &self.cache, &opts).map_err(|e| {
@@ -151,6 +157,7 @@ impl<E: WasmEngine> Service<E> {
             stdout: req.stdout.clone(),
             stderr: req.stderr.clone(),
             mounted_rootfs: (!mounts.is_empty()).then_some(created.rootfs),
+            oom_report: created.wasm.then(|| Arc::new(oom_report)),
         })
     }
 
@@ -356,8 +363,8 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
         self.freeze(&req.id, false)
     }
 
-    fn update(&self, _ctx: &TtrpcContext, _req: api::UpdateTaskRequest) -> TtrpcResult<Empty> {
-        Err(unsupported("update"))
+    fn update(&self, _ctx: &TtrpcContext, req: api::UpdateTaskRequest) -> TtrpcResult<Empty> {
+        self.update_resources(&req)
     }
 
     fn checkpoint(

@@ -2,10 +2,11 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use containerd_shim::api::Status;
+use wasmpod_runtime::oom::OomReport;
 
 #[derive(Debug, Clone)]
 pub struct Exit {
@@ -25,6 +26,8 @@ pub struct Task {
     pub stderr: String,
     /// The rootfs we mounted and must unmount on delete.
     pub mounted_rootfs: Option<PathBuf>,
+    /// The executor's memory-limit report (see `wasmpod_runtime::oom`).
+    pub oom_report: Option<Arc<OomReport>>,
 }
 
 /// Exits of pids we have no task for (yet): a container that dies between `Create`
@@ -151,7 +154,6 @@ impl Tasks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn task(id: &str, pid: i32) -> Task {
         Task {
@@ -164,6 +166,7 @@ mod tests {
             stdout: String::new(),
             stderr: String::new(),
             mounted_rootfs: None,
+            oom_report: None,
         }
     }
 

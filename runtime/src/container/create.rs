@@ -1,6 +1,7 @@
 //! `Create`: everything that can fail on bad input happens here, before a process exists, so
 //! the error reaches the `ctr` user fast and nothing is left behind.
 
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 
 use crate::cache::{ModuleCache, Outcome};
@@ -41,6 +42,8 @@ pub struct CreateOptions<'a> {
     pub stdin: Option<PathBuf>,
     pub stdout: Option<PathBuf>,
     pub stderr: Option<PathBuf>,
+    /// Inherited by the container's init, which reports a memory-limit stop in it.
+    pub oom_report: Option<BorrowedFd<'a>>,
 }
 
 #[derive(Debug)]
@@ -104,7 +107,7 @@ fn create_on_rootfs<E: WasmEngine>(
         workload,
         exec_process: None,
     };
-    let pid = zygote.create(&request)?;
+    let pid = zygote.create(&request, opts.oom_report)?;
     Ok(Created {
         pid,
         wasm,

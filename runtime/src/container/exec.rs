@@ -64,7 +64,7 @@ pub fn exec<E: WasmEngine>(
         workload,
         exec_process: Some(path),
     };
-    let pid = zygote.create(&request)?;
+    let pid = zygote.create(&request, None)?;
     Ok(Created {
         pid,
         wasm,

@@ -6,9 +6,11 @@ mod create;
 mod delete;
 mod exec;
 mod kill;
+mod oom;
 mod pause;
 mod start;
 mod stats;
+mod update;
 
 use std::path::{Path, PathBuf};
 
@@ -19,9 +21,11 @@ pub use create::{create, CreateError, CreateOptions, Created};
 pub use delete::delete;
 pub use exec::{exec, ExecOptions};
 pub use kill::kill;
+pub use oom::oom_kills;
 pub use pause::{pause, resume};
 pub use start::start;
 pub use stats::{pids, stats};
+pub use update::update;
 
 /// Default root for libcontainer state: `<DEFAULT_STATE_ROOT>/<containerd namespace>`.
 /// Kept short: libcontainer puts a unix socket under `<root>/<id>/`, and socket paths are

@@ -10,7 +10,7 @@ mod protocol;
 mod worker;
 
 use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::sys::socket::{
     recv, sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
@@ -77,11 +77,17 @@ impl Zygote {
         self.pid
     }
 
-    /// Creates a container through a zygote worker; returns its init pid.
-    pub fn create(&self, request: &CreateRequest) -> Result<i32, ZygoteError> {
+    /// Creates a container through a zygote worker; returns its init pid. `oom_report` (see
+    /// [`crate::oom`]) is passed on to the container's init.
+    pub fn create(
+        &self,
+        request: &CreateRequest,
+        oom_report: Option<BorrowedFd<'_>>,
+    ) -> Result<i32, ZygoteError> {
         let body = serde_json::to_vec(request).map_err(|e| ZygoteError::Protocol(e.to_string()))?;
         let (reply_ours, reply_theirs) = seqpacket_pair().map_err(ZygoteError::Io)?;
-        let fds = [reply_theirs.as_raw_fd()];
+        let mut fds = vec![reply_theirs.as_raw_fd()];
+        fds.extend(oom_report.map(|fd| fd.as_raw_fd()));
         sendmsg::<()>(
             self.socket.as_raw_fd(),
             &[IoSlice::new(&body)],
@@ -110,12 +116,22 @@ impl Zygote {
     }
 }
 
-/// Receives one request and the reply socket passed with it.
-fn receive(socket: &OwnedFd) -> nix::Result<Option<(Vec<u8>, Option<OwnedFd>)>> {
+/// A request as the zygote receives it.
+pub(super) struct Received {
+    pub body: Vec<u8>,
+    /// Where the reply goes.
+    pub reply: Option<OwnedFd>,
+    /// For the container's init: see [`crate::oom`].
+    pub oom_report: Option<OwnedFd>,
+}
+
+/// Receives one request and the descriptors passed with it: the reply socket, then optionally
+/// the OOM report.
+fn receive(socket: &OwnedFd) -> nix::Result<Option<Received>> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned};
     use std::os::fd::FromRawFd;
     let mut buf = vec![0u8; protocol::MAX_MESSAGE];
-    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 2]);
     let mut iov = [IoSliceMut::new(&mut buf)];
     let msg = recvmsg::<()>(
         socket.as_raw_fd(),
@@ -126,16 +142,22 @@ fn receive(socket: &OwnedFd) -> nix::Result<Option<(Vec<u8>, Option<OwnedFd>)>> 
     if msg.bytes == 0 {
         return Ok(None);
     }
-    let mut reply = None;
+    let mut fds = Vec::new();
     for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            for fd in fds {
-                // SAFETY: the kernel just installed this descriptor for us.
-                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-                reply.get_or_insert(owned);
-            }
+        if let ControlMessageOwned::ScmRights(received) = c {
+            // SAFETY: the kernel just installed these descriptors for us.
+            fds.extend(
+                received
+                    .into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
         }
     }
+    let mut fds = fds.into_iter();
     let len = msg.bytes;
-    Ok(Some((buf[..len].to_vec(), reply)))
+    Ok(Some(Received {
+        body: buf[..len].to_vec(),
+        reply: fds.next(),
+        oom_report: fds.next(),
+    }))
 }

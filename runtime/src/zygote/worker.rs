@@ -24,17 +24,19 @@ pub(super) fn serve<E: WasmEngine>(socket: OwnedFd) -> ! {
     }
     detach_stdio();
     loop {
-        let (body, reply) = match super::receive(&socket) {
+        let received = match super::receive(&socket) {
             Ok(Some(message)) => message,
             // The shim closed its end or is gone.
             Ok(None) | Err(_) => unsafe { libc::_exit(0) },
         };
-        let Some(reply) = reply else { continue };
+        let Some(reply) = received.reply else {
+            continue;
+        };
         // SAFETY: the zygote is single-threaded.
         match unsafe { fork() } {
             Ok(ForkResult::Child) => {
                 drop(socket);
-                let outcome = handle::<E>(&body);
+                let outcome = handle::<E>(&received.body, received.oom_report);
                 let message = match outcome {
                     Ok(pid) => CreateReply::Created { pid },
                     Err(error) => CreateReply::Failed { error },
@@ -44,7 +46,10 @@ pub(super) fn serve<E: WasmEngine>(socket: OwnedFd) -> ! {
                 }
                 unsafe { libc::_exit(0) }
             }
-            Ok(ForkResult::Parent { .. }) => drop(reply),
+            Ok(ForkResult::Parent { .. }) => {
+                drop(reply);
+                drop(received.oom_report);
+            }
             Err(e) => {
                 let message = CreateReply::Failed {
                     error: format!("zygote cannot fork a container worker: {e}"),
@@ -75,14 +80,14 @@ pub(super) fn threads_of_self() -> usize {
 }
 
 /// Builds one container in this freshly forked worker; returns the init pid.
-fn handle<E: WasmEngine>(body: &[u8]) -> Result<i32, String> {
+fn handle<E: WasmEngine>(body: &[u8], oom_report: Option<OwnedFd>) -> Result<i32, String> {
     // SAFETY: restore default SIGCHLD so libcontainer can wait for its intermediate process.
     unsafe {
         let _ = signal(Signal::SIGCHLD, SigHandler::SigDfl);
     }
     let request: CreateRequest =
         serde_json::from_slice(body).map_err(|e| format!("bad zygote request: {e}"))?;
-    let executor = prepare::<E>(&request.workload)?;
+    let executor = prepare::<E>(&request.workload, oom_report)?;
     let stdio =
         Stdio::open(&request.stdin, &request.stdout, &request.stderr).map_err(|e| e.to_string())?;
 
@@ -96,7 +101,10 @@ fn handle<E: WasmEngine>(body: &[u8]) -> Result<i32, String> {
     build(&request, executor, stdio).map_err(|e| format!("creating container: {e}"))
 }
 
-fn prepare<E: WasmEngine>(workload: &PreparedWorkload) -> Result<WorkloadExecutor<E>, String> {
+fn prepare<E: WasmEngine>(
+    workload: &PreparedWorkload,
+    oom_report: Option<OwnedFd>,
+) -> Result<WorkloadExecutor<E>, String> {
     match workload {
         PreparedWorkload::Native => Ok(WorkloadExecutor::Native),
         PreparedWorkload::Wasm {
@@ -113,6 +121,7 @@ fn prepare<E: WasmEngine>(workload: &PreparedWorkload) -> Result<WorkloadExecuto
                 module_path: module_path.clone(),
                 func: func.clone(),
                 seccomp,
+                oom_report: oom_report.map(std::sync::Arc::new),
             })
         }
     }

@@ -189,8 +189,8 @@ pub(crate) fn assert_pod_gone(env: &Env, pod: &Pod<'_>, ids: &[&str]) -> Result<
                     .map(|m| format!("mount {m}")),
             );
         }
-        for controller in wasmpod_e2e::cri::pod::CGROUP_CONTROLLERS {
-            let dir = pod.cgroup_dir(controller);
+        for hierarchy in wasmpod_e2e::cri::pod::cgroup_hierarchies() {
+            let dir = pod.cgroup_dir(&hierarchy);
             if let Ok(entries) = std::fs::read_dir(&dir) {
                 left.extend(
                     entries

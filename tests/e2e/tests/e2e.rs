@@ -11,6 +11,8 @@ use wasmpod_e2e::runner;
 mod bad_input;
 #[path = "../cases/cleanup.rs"]
 mod cleanup;
+#[path = "../cases/cri_limits.rs"]
+mod cri_limits;
 #[path = "../cases/cri_pod.rs"]
 mod cri_pod;
 #[path = "../cases/cri_support.rs"]
@@ -50,5 +52,6 @@ fn main() {
     all.extend(exec::cases());
     all.extend(pause::cases());
     all.extend(cri_pod::cases());
+    all.extend(cri_limits::cases());
     runner::main(all);
 }

@@ -147,10 +147,10 @@ impl<'a> Pod<'a> {
         self.log_dir.join(log_name(name))
     }
 
-    /// The pod's cgroup directory under the v1 controller `controller`.
-    pub fn cgroup_dir(&self, controller: &str) -> PathBuf {
+    /// The pod's cgroup directory in the v1 hierarchy `hierarchy` (e.g. `memory`).
+    pub fn cgroup_dir(&self, hierarchy: &str) -> PathBuf {
         Path::new("/sys/fs/cgroup")
-            .join(controller)
+            .join(hierarchy)
             .join(cgroup_parent(&self.uid).trim_start_matches('/'))
     }
 
@@ -164,8 +164,8 @@ impl<'a> Pod<'a> {
     }
 
     fn remove_pod_cgroups(&self) {
-        for controller in CGROUP_CONTROLLERS {
-            let _ = std::fs::remove_dir(self.cgroup_dir(controller));
+        for hierarchy in cgroup_hierarchies() {
+            let _ = std::fs::remove_dir(self.cgroup_dir(&hierarchy));
         }
     }
 }
@@ -180,19 +180,21 @@ impl Drop for Pod<'_> {
     }
 }
 
-/// The v1 controllers a pod's containers get directories in (this host is cgroup v1 hybrid).
-pub const CGROUP_CONTROLLERS: &[&str] = &[
-    "memory",
-    "cpu,cpuacct",
-    "pids",
-    "blkio",
-    "devices",
-    "freezer",
-    "cpuset",
-    "hugetlb",
-    "net_cls,net_prio",
-    "perf_event",
-];
+/// The v1 hierarchies mounted under `/sys/fs/cgroup` (this host is cgroup v1 hybrid; the v2
+/// `unified` mount has no controllers). A pod's containers get a directory in each.
+pub fn cgroup_hierarchies() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "unified")
+        .collect();
+    names.sort();
+    names
+}
 
 fn unique_uid(name: &str) -> String {
     use std::sync::atomic::{AtomicUsize, Ordering};
