@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use containerd_shim::protos::ttrpc::Server;
 use containerd_shim::protos::Task;
-use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{ExitSignal, Flags};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -131,12 +130,11 @@ pub fn run<E: WasmEngine>(flags: &Flags, zygote: &'static Zygote) -> anyhow::Res
 
     let ttrpc_address = std::env::var("TTRPC_ADDRESS")
         .map_err(|_| anyhow::anyhow!("TTRPC_ADDRESS is not set (containerd sets it)"))?;
-    let publisher = RemotePublisher::new(&ttrpc_address)?;
     let exit = Arc::new(ExitSignal::default());
     let service = Service::<E>::new(
         zygote,
         &flags.namespace,
-        Events::new(publisher, flags.namespace.clone()),
+        Events::new(&ttrpc_address, flags.namespace.clone()),
         Arc::new(Lifetime::new(&flags.socket, exit.clone())),
     );
     spawn_signal_thread(

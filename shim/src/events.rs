@@ -1,6 +1,7 @@
 //! Publishing task events to containerd. A failed publish is logged, never fatal: containerd
 //! also learns the state through `State` and `Wait`.
 
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 use containerd_shim::protos::events::task::{
@@ -20,8 +21,11 @@ use containerd_shim::Context;
 use crate::execs::ExecProcess;
 use crate::tasks::{Exit, Task};
 
+/// Publishes to containerd's ttrpc address. A restarted containerd closes our connection: the
+/// next publish reconnects and retries once, so events after the restart are not lost.
 pub struct Events {
-    publisher: RemotePublisher,
+    address: String,
+    publisher: Mutex<Option<RemotePublisher>>,
     namespace: String,
 }
 
@@ -35,6 +39,12 @@ pub fn timestamp(at: SystemTime) -> Timestamp {
     ts
 }
 
+fn connect(address: &str) -> Option<RemotePublisher> {
+    RemotePublisher::new(address)
+        .inspect_err(|e| tracing::warn!(address, error = %e, "connecting to containerd's events"))
+        .ok()
+}
+
 /// `(exit_status, exited_at)` as containerd's messages carry them: zero values before an exit.
 pub fn exit_fields(exit: Option<&Exit>) -> (u32, MessageField<Timestamp>) {
     match exit {
@@ -44,20 +54,39 @@ pub fn exit_fields(exit: Option<&Exit>) -> (u32, MessageField<Timestamp>) {
 }
 
 impl Events {
-    pub fn new(publisher: RemotePublisher, namespace: String) -> Self {
+    pub fn new(address: &str, namespace: String) -> Self {
+        let publisher = connect(address);
         Self {
-            publisher,
+            address: address.to_string(),
+            publisher: Mutex::new(publisher),
             namespace,
         }
     }
 
-    fn publish(&self, topic: &str, event: Box<dyn MessageDyn>) {
-        if let Err(e) = self
-            .publisher
-            .publish(Context::default(), topic, &self.namespace, event)
-        {
-            tracing::warn!(topic, error = %e, "publishing event");
+    fn publish<M: MessageDyn + Clone>(&self, topic: &str, event: M) {
+        let mut publisher = self.publisher.lock().unwrap_or_else(|p| p.into_inner());
+        for attempt in 0..2 {
+            if publisher.is_none() {
+                *publisher = connect(&self.address);
+            }
+            let Some(client) = publisher.as_ref() else {
+                break;
+            };
+            let sent = client.publish(
+                Context::default(),
+                topic,
+                &self.namespace,
+                Box::new(event.clone()),
+            );
+            match sent {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::debug!(topic, attempt, error = %e, "publishing event; reconnecting");
+                    *publisher = None;
+                }
+            }
         }
+        tracing::warn!(topic, address = %self.address, "event not published: containerd unreachable");
     }
 
     pub fn created(&self, task: &Task) {
@@ -70,14 +99,14 @@ impl Events {
         e.bundle = task.bundle.display().to_string();
         e.pid = task.pid as u32;
         e.io = Some(io).into();
-        self.publish(TASK_CREATE_EVENT_TOPIC, Box::new(e));
+        self.publish(TASK_CREATE_EVENT_TOPIC, e);
     }
 
     pub fn started(&self, task: &Task) {
         let mut e = TaskStart::new();
         e.container_id = task.id.clone();
         e.pid = task.pid as u32;
-        self.publish(TASK_START_EVENT_TOPIC, Box::new(e));
+        self.publish(TASK_START_EVENT_TOPIC, e);
     }
 
     pub fn exited(&self, task: &Task) {
@@ -88,13 +117,13 @@ impl Events {
         e.pid = task.pid as u32;
         e.exit_status = exit.code;
         e.exited_at = Some(timestamp(exit.at)).into();
-        self.publish(TASK_EXIT_EVENT_TOPIC, Box::new(e));
+        self.publish(TASK_EXIT_EVENT_TOPIC, e);
     }
 
     pub fn oom(&self, task: &Task) {
         let mut e = TaskOOM::new();
         e.container_id = task.id.clone();
-        self.publish(TASK_OOM_EVENT_TOPIC, Box::new(e));
+        self.publish(TASK_OOM_EVENT_TOPIC, e);
     }
 
     pub fn deleted(&self, task: &Task) {
@@ -103,26 +132,26 @@ impl Events {
         e.id = task.id.clone();
         e.pid = task.pid as u32;
         (e.exit_status, e.exited_at) = exit_fields(task.exit.as_ref());
-        self.publish(TASK_DELETE_EVENT_TOPIC, Box::new(e));
+        self.publish(TASK_DELETE_EVENT_TOPIC, e);
     }
 
     pub fn paused(&self, task: &Task) {
         let mut e = TaskPaused::new();
         e.container_id = task.id.clone();
-        self.publish(TASK_PAUSED_EVENT_TOPIC, Box::new(e));
+        self.publish(TASK_PAUSED_EVENT_TOPIC, e);
     }
 
     pub fn resumed(&self, task: &Task) {
         let mut e = TaskResumed::new();
         e.container_id = task.id.clone();
-        self.publish(TASK_RESUMED_EVENT_TOPIC, Box::new(e));
+        self.publish(TASK_RESUMED_EVENT_TOPIC, e);
     }
 
     pub fn exec_added(&self, exec: &ExecProcess) {
         let mut e = TaskExecAdded::new();
         e.container_id = exec.id.clone();
         e.exec_id = exec.exec_id.clone();
-        self.publish(TASK_EXEC_ADDED_EVENT_TOPIC, Box::new(e));
+        self.publish(TASK_EXEC_ADDED_EVENT_TOPIC, e);
     }
 
     pub fn exec_started(&self, exec: &ExecProcess) {
@@ -130,7 +159,7 @@ impl Events {
         e.container_id = exec.id.clone();
         e.exec_id = exec.exec_id.clone();
         e.pid = exec.pid as u32;
-        self.publish(TASK_EXEC_STARTED_EVENT_TOPIC, Box::new(e));
+        self.publish(TASK_EXEC_STARTED_EVENT_TOPIC, e);
     }
 
     pub fn exec_exited(&self, exec: &ExecProcess) {
@@ -141,6 +170,6 @@ impl Events {
         e.pid = exec.pid as u32;
         e.exit_status = exit.code;
         e.exited_at = Some(timestamp(exit.at)).into();
-        self.publish(TASK_EXIT_EVENT_TOPIC, Box::new(e));
+        self.publish(TASK_EXIT_EVENT_TOPIC, e);
     }
 }

@@ -12,7 +12,11 @@ use wasmpod_e2e::{cases, Case, Env, BUSYBOX_IMAGE, HELLO_TXT, WASM_IMAGE};
 use crate::cri_support::*;
 
 pub fn cases() -> Vec<Case> {
-    cases![cri_mixed_pod_end_to_end]
+    cases![
+        cri_mixed_pod_end_to_end,
+        cri_exec_sync_native_and_wasm,
+        cri_stats_report_cpu_and_memory,
+    ]
 }
 
 const HTTP_PORT: u16 = 8080;
@@ -116,4 +120,121 @@ fn cri_mixed_pod_end_to_end(env: &Env) -> Result<()> {
     ];
     pod.remove().context("removing the pod")?;
     assert_pod_gone(env, &pod, &ids)
+}
+
+/// CRI ExecSync (what `kubectl exec` without a TTY uses) of native binaries into a native
+/// container and of wasm modules into a wasm container: stdout, stderr and exit codes, in the
+/// container's network namespace and cgroup.
+fn cri_exec_sync_native_and_wasm(env: &Env) -> Result<()> {
+    env.require_shim()?;
+    let cri = env.cri()?;
+    let mut pod = Pod::run(cri, "exec", WASM_HANDLER, &env.pod_logs_root())?;
+    let native = pod.start(&container_config(
+        "native",
+        BUSYBOX_IMAGE,
+        &["sleep", "600"],
+    ))?;
+    let wasm = pod.start(&container_config(
+        "wasm",
+        WASM_IMAGE,
+        &["/testprog.wasm", "sleep", "600"],
+    ))?;
+    wait_state(cri, &native, ContainerState::ContainerRunning)?;
+    wait_state(cri, &wasm, ContainerState::ContainerRunning)?;
+
+    let out = cri.exec_sync(&native, &["cat", "/data/hello.txt"], 10)?;
+    ensure!(
+        out.exit_code == 0 && out.stdout == HELLO_TXT.as_bytes() && out.stderr.is_empty(),
+        "native exec cat: {out:?}"
+    );
+    let out = cri.exec_sync(&native, &["sh", "-c", "echo to-err >&2; exit 4"], 10)?;
+    ensure!(
+        out.exit_code == 4 && out.stderr == b"to-err\n",
+        "native exec with stderr and exit 4: {out:?}"
+    );
+    // The exec'd process lives in the container's network namespace and cgroup.
+    let init = init_pid(env, &native)?;
+    let out = cri.exec_sync(
+        &native,
+        &[
+            "sh",
+            "-c",
+            "readlink /proc/self/ns/net; cat /proc/self/cgroup",
+        ],
+        10,
+    )?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let want_ns = namespace(init, "net")?;
+    let want_cgroup = cgroup_of(init, "memory")?;
+    ensure!(
+        out.exit_code == 0 && text.contains(&want_ns) && text.contains(&want_cgroup),
+        "native exec must be in {want_ns} and {want_cgroup}: {text}"
+    );
+
+    let out = cri.exec_sync(&wasm, &["/testprog.wasm", "stderr", "wasm-err"], 10)?;
+    ensure!(
+        out.exit_code == 0 && out.stdout == b"out\n" && out.stderr == b"wasm-err\n",
+        "wasm exec: {out:?}"
+    );
+    let out = cri.exec_sync(&wasm, &["/testprog.wasm", "exit", "5"], 10)?;
+    ensure!(out.exit_code == 5, "wasm exec exit 5: {out:?}");
+    let out = cri.exec_sync(&wasm, &["/testprog.wasm", "cat", "/data/hello.txt"], 10)?;
+    ensure!(
+        out.exit_code == 0 && out.stdout == HELLO_TXT.as_bytes(),
+        "wasm exec reading the container's rootfs: {out:?}"
+    );
+    pod.remove()?;
+    assert_pod_gone(env, &pod, &[&native, &wasm])
+}
+
+/// ContainerStats and ListContainerStats report real CPU time and memory for a busy wasm and a
+/// busy native container.
+fn cri_stats_report_cpu_and_memory(env: &Env) -> Result<()> {
+    env.require_shim()?;
+    let cri = env.cri()?;
+    let mut pod = Pod::run(cri, "stats", WASM_HANDLER, &env.pod_logs_root())?;
+    let wasm = pod.start(&container_config(
+        "wasm",
+        WASM_IMAGE,
+        &["/testprog.wasm", "busy"],
+    ))?;
+    let native = pod.start(&container_config(
+        "native",
+        BUSYBOX_IMAGE,
+        &["sh", "-c", "while :; do :; done"],
+    ))?;
+    for id in [&wasm, &native] {
+        wait_state(cri, id, ContainerState::ContainerRunning)?;
+    }
+    // Let them burn some CPU time.
+    std::thread::sleep(Duration::from_millis(500));
+    for id in [&wasm, &native] {
+        let stats = cri.container_stats(id)?;
+        let cpu = stats
+            .cpu
+            .and_then(|c| c.usage_core_nano_seconds)
+            .map_or(0, |v| v.value);
+        let memory = stats
+            .memory
+            .and_then(|m| m.working_set_bytes)
+            .map_or(0, |v| v.value);
+        ensure!(
+            cpu >= 100_000_000,
+            "container {id}: {cpu} ns of CPU after 500 ms busy"
+        );
+        ensure!(memory > 0, "container {id}: working set {memory}");
+    }
+    let listed: Vec<String> = cri
+        .list_container_stats(&pod.id)?
+        .into_iter()
+        .filter_map(|s| s.attributes.map(|a| a.id))
+        .collect();
+    for id in [&wasm, &native] {
+        ensure!(
+            listed.contains(id),
+            "ListContainerStats lacks {id}: {listed:?}"
+        );
+    }
+    pod.remove()?;
+    assert_pod_gone(env, &pod, &[&wasm, &native])
 }

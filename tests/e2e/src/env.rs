@@ -55,6 +55,11 @@ impl Env {
         &self.containerd
     }
 
+    /// For cases that restart their own containerd (never the shared one: other cases use it).
+    pub fn containerd_mut(&mut self) -> &mut Containerd {
+        &mut self.containerd
+    }
+
     /// `ctr` for namespace `default` of the private containerd.
     pub fn ctr(&self) -> &Ctr {
         self.containerd.ctr()

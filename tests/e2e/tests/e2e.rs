@@ -15,6 +15,8 @@ mod cleanup;
 mod cri_limits;
 #[path = "../cases/cri_pod.rs"]
 mod cri_pod;
+#[path = "../cases/cri_restart.rs"]
+mod cri_restart;
 #[path = "../cases/cri_support.rs"]
 mod cri_support;
 #[path = "../cases/exec.rs"]
@@ -53,5 +55,6 @@ fn main() {
     all.extend(pause::cases());
     all.extend(cri_pod::cases());
     all.extend(cri_limits::cases());
+    all.extend(cri_restart::cases());
     runner::main(all);
 }

@@ -125,6 +125,19 @@ impl<'a> Pod<'a> {
         })
     }
 
+    /// A handle on an existing pod (e.g. after a containerd restart, with a new client).
+    pub fn adopt(cri: &'a CriClient, id: &str, uid: &str, logs_root: &Path) -> Self {
+        let log_dir = logs_root.join(uid);
+        Pod {
+            cri,
+            id: id.to_string(),
+            uid: uid.to_string(),
+            config: pod_config(&pod_name(uid), uid, &log_dir),
+            log_dir,
+            removed: false,
+        }
+    }
+
     /// CreateContainer + StartContainer; returns the container id.
     pub fn start(&self, config: &ContainerConfig) -> Result<String> {
         let id = self.cri.create_container(&self.id, config, &self.config)?;
@@ -152,6 +165,11 @@ impl<'a> Pod<'a> {
         Path::new("/sys/fs/cgroup")
             .join(hierarchy)
             .join(cgroup_parent(&self.uid).trim_start_matches('/'))
+    }
+
+    /// Leaves the pod running when the handle is dropped (see [`Pod::adopt`]).
+    pub fn keep(mut self) {
+        self.removed = true;
     }
 
     /// StopPodSandbox + RemovePodSandbox, then removes the pod cgroups (kubelet's job).
@@ -194,6 +212,11 @@ pub fn cgroup_hierarchies() -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// The pod name a [`unique_uid`] was made from.
+fn pod_name(uid: &str) -> String {
+    uid.rsplitn(3, '-').last().unwrap_or(uid).to_string()
 }
 
 fn unique_uid(name: &str) -> String {
