@@ -1,28 +1,47 @@
-//! `make bench`: median wall time of `ctr run --rm` through wasmpod and through runc on the
-//! same private containerd, interleaved so machine noise hits both alike. Ratios, not seconds,
-//! are what carry over between machines.
+//! `make bench`: median wall times through wasmpod and through runc on the same private
+//! containerd, interleaved so machine noise hits both alike. Ratios, not seconds, are what carry
+//! over between machines.
+//!
+//! 1. `ctr run --rm` of one container.
+//! 2. A CRI pod start as kubelet does it: RunPodSandbox, CreateContainer, StartContainer, then
+//!    ContainerStatus until the container has exited (pod removal is not timed).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Context, Result};
-use wasmpod_e2e::{Env, RUNC_RUNTIME, WASM_RUNTIME};
+use anyhow::{bail, ensure, Context, Result};
+use k8s_cri::v1::ContainerState;
+use wasmpod_e2e::cri::pod::container_config;
+use wasmpod_e2e::cri::{CriClient, Pod, RUNC_HANDLER, WASM_HANDLER};
+use wasmpod_e2e::{Env, BUSYBOX_IMAGE, RUNC_RUNTIME, WASM_IMAGE, WASM_RUNTIME};
 
 struct Subject {
     name: &'static str,
+    /// A runtime name (`ctr`) or a CRI handler.
     runtime: &'static str,
     wasm: bool,
     args: &'static [&'static str],
     samples: Vec<Duration>,
 }
 
-fn median(samples: &mut [Duration]) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
+impl Subject {
+    fn new(
+        name: &'static str,
+        runtime: &'static str,
+        wasm: bool,
+        args: &'static [&'static str],
+    ) -> Self {
+        Subject {
+            name,
+            runtime,
+            wasm,
+            args,
+            samples: Vec::new(),
+        }
+    }
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
+const HELLO: &[&str] = &["/hello.wasm"];
+const ECHO: &[&str] = &["echo", "hello"];
 
 fn main() -> Result<()> {
     let runs: usize = std::env::var("BENCH_RUNS")
@@ -31,51 +50,94 @@ fn main() -> Result<()> {
         .unwrap_or(30);
     let mut env = Env::start().context("starting a private containerd")?;
     env.require_shim()?;
-    let wasm_image = env.wasm_image()?.to_string();
-    let busybox = env.busybox_image()?.to_string();
-    let mut subjects = [
-        Subject {
-            name: "wasmpod wasm hello",
-            runtime: WASM_RUNTIME,
-            wasm: true,
-            args: &["/hello.wasm"],
-            samples: vec![],
-        },
-        Subject {
-            name: "wasmpod native echo",
-            runtime: WASM_RUNTIME,
-            wasm: false,
-            args: &["echo", "hello"],
-            samples: vec![],
-        },
-        Subject {
-            name: "runc native echo",
-            runtime: RUNC_RUNTIME,
-            wasm: false,
-            args: &["echo", "hello"],
-            samples: vec![],
-        },
+    let mut ctr_subjects = [
+        Subject::new("wasmpod wasm hello", WASM_RUNTIME, true, HELLO),
+        Subject::new("wasmpod native echo", WASM_RUNTIME, false, ECHO),
+        Subject::new("runc native echo", RUNC_RUNTIME, false, ECHO),
     ];
-    let result = (|| -> Result<()> {
-        // One warm-up each: fills the module cache and the page cache.
-        for round in 0..=runs {
-            for s in subjects.iter_mut() {
-                let image = if s.wasm { &wasm_image } else { &busybox };
-                let id = env.unique_id("bench");
-                let out = env.ctr().run_rm(s.runtime, image, &id, s.args)?;
-                ensure!(out.success(), "{}: {out}", s.name);
-                if round > 0 {
-                    s.samples.push(out.elapsed);
-                }
-            }
-        }
-        Ok(())
-    })();
+    let mut cri_subjects = [
+        Subject::new("wasmpod wasm hello", WASM_HANDLER, true, HELLO),
+        Subject::new("wasmpod native echo", WASM_HANDLER, false, ECHO),
+        Subject::new("runc native echo", RUNC_HANDLER, false, ECHO),
+    ];
+    let result = bench_ctr(&env, runs, &mut ctr_subjects)
+        .and_then(|()| bench_cri(&env, runs, &mut cri_subjects));
     env.stop_gracefully()?;
     result?;
 
-    println!("ctr run --rm, median of {runs} runs each (interleaved, one private containerd):");
-    let runc = median(&mut subjects[2].samples.clone());
+    report(
+        &format!("ctr run --rm, median of {runs} runs each (interleaved, one private containerd):"),
+        &mut ctr_subjects,
+    );
+    report(
+        &format!("CRI pod start to container exit, median of {runs} pods each (same containerd):"),
+        &mut cri_subjects,
+    );
+    Ok(())
+}
+
+/// One warm-up round each (fills the module cache and the page cache), then `runs` rounds.
+fn bench_ctr(env: &Env, runs: usize, subjects: &mut [Subject]) -> Result<()> {
+    let wasm_image = env.wasm_image()?.to_string();
+    let busybox = env.busybox_image()?.to_string();
+    for round in 0..=runs {
+        for s in subjects.iter_mut() {
+            let image = if s.wasm { &wasm_image } else { &busybox };
+            let id = env.unique_id("bench");
+            let out = env.ctr().run_rm(s.runtime, image, &id, s.args)?;
+            ensure!(out.success(), "{}: {out}", s.name);
+            if round > 0 {
+                s.samples.push(out.elapsed);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn bench_cri(env: &Env, runs: usize, subjects: &mut [Subject]) -> Result<()> {
+    let cri = env.cri()?;
+    for round in 0..=runs {
+        for s in subjects.iter_mut() {
+            let elapsed = pod_start(cri, env, s)?;
+            if round > 0 {
+                s.samples.push(elapsed);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// RunPodSandbox through CreateContainer/StartContainer to the container's exit; the pod is
+/// then removed, untimed.
+fn pod_start(cri: &CriClient, env: &Env, s: &Subject) -> Result<Duration> {
+    let image = if s.wasm { WASM_IMAGE } else { BUSYBOX_IMAGE };
+    let started = Instant::now();
+    let mut pod = Pod::run(cri, "bench", s.runtime, &env.pod_logs_root())?;
+    let id = pod.start(&container_config("bench", image, s.args))?;
+    let deadline = started + Duration::from_secs(30);
+    let elapsed = loop {
+        let status = cri.container_status(&id)?;
+        if status.state == ContainerState::ContainerExited as i32 {
+            ensure!(
+                status.exit_code == 0,
+                "{}: exit {}",
+                s.name,
+                status.exit_code
+            );
+            break started.elapsed();
+        }
+        if Instant::now() > deadline {
+            bail!("{}: container did not exit in 30 s", s.name);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    pod.remove()?;
+    Ok(elapsed)
+}
+
+fn report(title: &str, subjects: &mut [Subject]) {
+    println!("{title}");
+    let runc = median(&mut subjects[subjects.len() - 1].samples.clone());
     for s in subjects.iter_mut() {
         let m = median(&mut s.samples);
         let min = s.samples.first().copied().unwrap_or_default();
@@ -87,5 +149,13 @@ fn main() -> Result<()> {
             ms(m) / ms(runc)
         );
     }
-    Ok(())
+}
+
+fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    samples.get(samples.len() / 2).copied().unwrap_or_default()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
