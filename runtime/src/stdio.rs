@@ -36,21 +36,25 @@ fn open(path: &Path, write: bool) -> Result<OwnedFd, StdioError> {
     // Non-blocking so a FIFO without a peer cannot hang us; the container gets a blocking fd.
     let mut opts = OpenOptions::new();
     opts.custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC);
-    let file = if write {
-        // ENXIO: containerd has not opened the read side; O_RDWR never blocks on a FIFO.
-        opts.clone()
-            .write(true)
-            .open(path)
-            .or_else(|e| match e.raw_os_error() {
-                Some(libc::ENXIO) => opts.read(true).write(true).open(path),
-                _ => Err(e),
-            })
+    let file = if write && is_fifo(path) {
+        // Read-write: the FIFO then always has a reader, so the container never gets EPIPE (or
+        // dies of SIGPIPE) while containerd is restarting; writes block once the pipe is full
+        // and resume when containerd reopens the FIFO. Also never blocks or fails with ENXIO
+        // before containerd has opened its end.
+        opts.read(true).write(true).open(path)
+    } else if write {
+        opts.write(true).open(path)
     } else {
         opts.read(true).open(path)
     }
     .map_err(err)?;
     clear_nonblock(&file).map_err(err)?;
     Ok(file.into())
+}
+
+fn is_fifo(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo())
 }
 
 fn open_opt(path: &Option<PathBuf>, write: bool) -> Result<Option<OwnedFd>, StdioError> {

@@ -84,6 +84,21 @@ impl CriClient {
         self.call("Version", c.version(VersionRequest::default()))
     }
 
+    /// Waits until the CRI plugin answers `Status` (after a containerd start it first recovers
+    /// its pods and containers, answering "server is not initialized yet" meanwhile).
+    pub fn wait_ready(&self, timeout: std::time::Duration) -> Result<()> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            match self.status() {
+                Ok(_) => return Ok(()),
+                Err(e) if std::time::Instant::now() > deadline => {
+                    return Err(e.context(format!("CRI not ready after {timeout:?}")))
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            }
+        }
+    }
+
     pub fn status(&self) -> Result<StatusResponse> {
         let mut c = self.service.clone();
         self.call("Status", c.status(StatusRequest { verbose: false }))
