@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use serde_json::json;
-use wasmpod_e2e::{cases, Case, CmdOutput, Env, WASM_RUNTIME};
+use wasmpod_e2e::{cases, Case, CmdOutput, Env};
 
 pub fn cases() -> Vec<Case> {
     cases![
@@ -54,7 +54,7 @@ fn refuse_in_wasm_image(env: &Env, name: &str, args: &[&str], needles: &[&str]) 
     env.require_shim()?;
     let image = env.wasm_image()?;
     let id = env.unique_id(name);
-    let out = env.ctr().run_rm(WASM_RUNTIME, image, &id, args)?;
+    let out = env.ctr().run_rm(&env.runtime(), image, &id, args)?;
     ensure_refused(&out, needles)?;
     env.assert_no_leaks(&id)
 }
@@ -102,7 +102,7 @@ fn bad_missing_export(env: &Env) -> Result<()> {
     let id = env.unique_id("bad-export");
     let out = env
         .ctr()
-        .run_rm(WASM_RUNTIME, image, &id, &["/greet.wat#nope"])?;
+        .run_rm(&env.runtime(), image, &id, &["/greet.wat#nope"])?;
     let missing = "export `nope` not found";
     ensure_refused(&out, &[missing])?;
     // `greet` also occurs in the module's path: look for it after the message only.
@@ -151,7 +151,7 @@ fn bad_config_json_namespace(env: &Env) -> Result<()> {
         "--fifo-dir",
         &fifo_dir.to_string_lossy(),
         "--runtime",
-        WASM_RUNTIME,
+        &env.runtime(),
         "--config",
         &file.to_string_lossy(),
         &id,

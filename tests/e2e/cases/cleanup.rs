@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use wasmpod_e2e::leaks::{self, wait_until};
-use wasmpod_e2e::{cases, Case, Env, WASM_RUNTIME};
+use wasmpod_e2e::{cases, Case, Env};
 
 use crate::support::{
     daemon_of, run_detached, sleepers, state_dir, task_ls_pid, wait_status, Cleanup, Proc,
@@ -28,7 +28,7 @@ fn delete_leaves_nothing(env: &Env) -> Result<()> {
     for (kind, image, args) in sleepers(env)? {
         let id = env.unique_id(&format!("delete-{kind}"));
         let _cleanup = Cleanup::new(env, &[&id]);
-        run_detached(env, WASM_RUNTIME, &[], image, &id, args)?;
+        run_detached(env, &env.runtime(), &[], image, &id, args)?;
         let init = task_ls_pid(env, &id)?;
         let init = Proc::of(init).with_context(|| format!("{kind}: init {init} not in /proc"))?;
         let (daemon, family) = daemon_of(env, &id)?;
@@ -109,7 +109,7 @@ fn shim_killed_then_containerd_cleans_up_wasm(env: &Env) -> Result<()> {
 fn shim_killed_case(env: &Env, name: &str, image: &str, args: &[&str]) -> Result<()> {
     let id = env.unique_id(name);
     let _cleanup = Cleanup::new(env, &[&id]);
-    run_detached(env, WASM_RUNTIME, &[], image, &id, args)?;
+    run_detached(env, &env.runtime(), &[], image, &id, args)?;
     let init = task_ls_pid(env, &id)?;
     let init = Proc::of(init).with_context(|| format!("init {init} not in /proc"))?;
     let (daemon, family) = daemon_of(env, &id)?;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{ensure, Context, Result};
 use k8s_cri::v1::{ContainerState, LinuxContainerResources};
 use wasmpod_e2e::cri::pod::{container_config, with_memory_limit};
-use wasmpod_e2e::cri::{Pod, WASM_HANDLER};
+use wasmpod_e2e::cri::Pod;
 use wasmpod_e2e::{cases, Case, Env, BUSYBOX_IMAGE, WASM_IMAGE};
 
 use crate::cri_support::*;
@@ -26,7 +26,7 @@ const MIB: i64 = 1 << 20;
 fn cri_native_memory_hog_is_oom_killed(env: &Env) -> Result<()> {
     env.require_shim()?;
     let cri = env.cri()?;
-    let mut pod = Pod::run(cri, "native-oom", WASM_HANDLER, &env.pod_logs_root())?;
+    let mut pod = Pod::run(cri, "native-oom", env.cri_handler(), &env.pod_logs_root())?;
     const DD: &[&str] = &["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"];
 
     let free = pod.start(&container_config("free", BUSYBOX_IMAGE, DD))?;
@@ -47,7 +47,7 @@ fn cri_native_memory_hog_is_oom_killed(env: &Env) -> Result<()> {
 fn cri_wasm_guest_past_its_limit_is_oom_killed(env: &Env) -> Result<()> {
     env.require_shim()?;
     let cri = env.cri()?;
-    let mut pod = Pod::run(cri, "wasm-oom", WASM_HANDLER, &env.pod_logs_root())?;
+    let mut pod = Pod::run(cri, "wasm-oom", env.cri_handler(), &env.pod_logs_root())?;
 
     let grower = pod.start(&with_memory_limit(
         container_config(
@@ -82,7 +82,7 @@ fn cri_wasm_guest_past_its_limit_is_oom_killed(env: &Env) -> Result<()> {
 fn cri_update_resources_changes_cgroup_limits(env: &Env) -> Result<()> {
     env.require_shim()?;
     let cri = env.cri()?;
-    let mut pod = Pod::run(cri, "update", WASM_HANDLER, &env.pod_logs_root())?;
+    let mut pod = Pod::run(cri, "update", env.cri_handler(), &env.pod_logs_root())?;
     let wasm = pod.start(&with_memory_limit(
         container_config("wasm", WASM_IMAGE, &["/testprog.wasm", "sleep", "600"]),
         128 * MIB,

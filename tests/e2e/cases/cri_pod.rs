@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use k8s_cri::v1::ContainerState;
 use wasmpod_e2e::cri::pod::{cgroup_parent, container_config};
-use wasmpod_e2e::cri::{Pod, WASM_HANDLER};
+use wasmpod_e2e::cri::Pod;
 use wasmpod_e2e::{cases, Case, Env, BUSYBOX_IMAGE, HELLO_TXT, WASM_IMAGE};
 
 use crate::cri_support::*;
@@ -28,7 +28,7 @@ const HTTP_PORT: u16 = 8080;
 fn cri_mixed_pod_end_to_end(env: &Env) -> Result<()> {
     env.require_shim()?;
     let cri = env.cri()?;
-    let mut pod = Pod::run(cri, "mixed", WASM_HANDLER, &env.pod_logs_root())?;
+    let mut pod = Pod::run(cri, "mixed", env.cri_handler(), &env.pod_logs_root())?;
 
     let printer = pod.start(&container_config(
         "printer",
@@ -92,7 +92,7 @@ fn cri_mixed_pod_end_to_end(env: &Env) -> Result<()> {
     }
     let shim_exe = std::fs::read_link(format!("/proc/{shim}/exe"))?;
     ensure!(
-        shim_exe.ends_with("containerd-shim-wasmtime-v1"),
+        shim_exe.ends_with(env.shim_binary()),
         "the pod's shim is {}",
         shim_exe.display()
     );
@@ -128,7 +128,7 @@ fn cri_mixed_pod_end_to_end(env: &Env) -> Result<()> {
 fn cri_exec_sync_native_and_wasm(env: &Env) -> Result<()> {
     env.require_shim()?;
     let cri = env.cri()?;
-    let mut pod = Pod::run(cri, "exec", WASM_HANDLER, &env.pod_logs_root())?;
+    let mut pod = Pod::run(cri, "exec", env.cri_handler(), &env.pod_logs_root())?;
     let native = pod.start(&container_config(
         "native",
         BUSYBOX_IMAGE,
@@ -192,7 +192,7 @@ fn cri_exec_sync_native_and_wasm(env: &Env) -> Result<()> {
 fn cri_stats_report_cpu_and_memory(env: &Env) -> Result<()> {
     env.require_shim()?;
     let cri = env.cri()?;
-    let mut pod = Pod::run(cri, "stats", WASM_HANDLER, &env.pod_logs_root())?;
+    let mut pod = Pod::run(cri, "stats", env.cri_handler(), &env.pod_logs_root())?;
     let wasm = pod.start(&container_config(
         "wasm",
         WASM_IMAGE,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use k8s_cri::v1::ContainerState;
 use wasmpod_e2e::cri::pod::container_config;
-use wasmpod_e2e::cri::{CriClient, Pod, WASM_HANDLER};
+use wasmpod_e2e::cri::{CriClient, Pod};
 use wasmpod_e2e::{cases, Case, Env, BUSYBOX_IMAGE, HELLO_TXT, WASM_IMAGE};
 
 use crate::cri_support::*;
@@ -36,7 +36,7 @@ fn cri_pod_survives_containerd_restart(_shared: &Env) -> Result<()> {
     env.require_shim()?;
     let (pod_id, uid, ids, shim) = {
         let cri = env.cri()?;
-        let pod = Pod::run(cri, "restart", WASM_HANDLER, &env.pod_logs_root())?;
+        let pod = Pod::run(cri, "restart", env.cri_handler(), &env.pod_logs_root())?;
         let done = pod.start(&container_config(
             "done",
             WASM_IMAGE,

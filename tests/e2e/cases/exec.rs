@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use wasmpod_e2e::{cases, Case, Env, HELLO_TXT, WASM_RUNTIME};
+use wasmpod_e2e::{cases, Case, Env, HELLO_TXT};
 
 use crate::support::{kill_and_delete, run_detached, wait_status, Cleanup};
 
@@ -26,7 +26,7 @@ fn exec_native_into_running_container(env: &Env) -> Result<()> {
     let image = env.busybox_image()?;
     let id = env.unique_id("exec-native");
     let _cleanup = Cleanup::new(env, &[&id]);
-    run_detached(env, WASM_RUNTIME, &[], image, &id, &["sleep", "60"])?;
+    run_detached(env, &env.runtime(), &[], image, &id, &["sleep", "60"])?;
     wait_status(env, &id, "RUNNING", Duration::from_secs(20))?;
 
     let script = "echo out; echo err >&2; cat /proc/1/cmdline; echo; cat /proc/self/cgroup; exit 5";
@@ -61,7 +61,7 @@ fn exec_wasm_into_running_container(env: &Env) -> Result<()> {
     let _cleanup = Cleanup::new(env, &[&id]);
     run_detached(
         env,
-        WASM_RUNTIME,
+        &env.runtime(),
         &[],
         image,
         &id,

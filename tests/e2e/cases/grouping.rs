@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use wasmpod_e2e::leaks::wait_until;
-use wasmpod_e2e::{cases, Case, CmdOutput, Env, WASM_RUNTIME};
+use wasmpod_e2e::{cases, Case, CmdOutput, Env};
 
 use crate::support::{
     daemon_of, daemons, group_socket, kill_and_delete, run_detached, shim_processes, Cleanup, Proc,
@@ -71,14 +71,14 @@ fn twenty_concurrent_containers_one_shim(env: &Env) -> Result<()> {
                     let flags = ["--annotation", annotation.as_str()];
                     if *wasm {
                         ctr.run_rm_flags(
-                            WASM_RUNTIME,
+                            &env.runtime(),
                             &flags,
                             wasm_image,
                             id,
                             &["/hello.wasm", word],
                         )
                     } else {
-                        ctr.run_rm_flags(WASM_RUNTIME, &flags, native_image, id, &["echo", word])
+                        ctr.run_rm_flags(&env.runtime(), &flags, native_image, id, &["echo", word])
                     }
                 })
             })
@@ -160,7 +160,7 @@ fn pod_shim_serves_after_first_container_deleted(env: &Env) -> Result<()> {
 
     run_detached(
         env,
-        WASM_RUNTIME,
+        &env.runtime(),
         &flags,
         native_image,
         &first,
@@ -174,7 +174,7 @@ fn pod_shim_serves_after_first_container_deleted(env: &Env) -> Result<()> {
     );
     run_detached(
         env,
-        WASM_RUNTIME,
+        &env.runtime(),
         &flags,
         wasm_image,
         &second,
@@ -188,14 +188,14 @@ fn pod_shim_serves_after_first_container_deleted(env: &Env) -> Result<()> {
 
     let ctr = env.ctr();
     let native = ctr.run_rm_flags(
-        WASM_RUNTIME,
+        &env.runtime(),
         &flags,
         native_image,
         &later_native,
         &["echo", "after"],
     )?;
     let wasm = ctr.run_rm_flags(
-        WASM_RUNTIME,
+        &env.runtime(),
         &flags,
         wasm_image,
         &later_wasm,

@@ -1,4 +1,4 @@
-//! Cases that run native (ELF) programs of the busybox image through the wasmtime runtime,
+//! Cases that run native (ELF) programs of the busybox image through wasmpod's runtime,
 //! and one that mixes a wasm and a native container in one shim.
 
 use std::path::Path;
@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Result};
 use wasmpod_e2e::leaks::{self, wait_until};
-use wasmpod_e2e::paths::SHIM_BINARY;
-use wasmpod_e2e::{cases, Case, CmdOutput, Env, HELLO_TXT, RUNC_RUNTIME, WASM_RUNTIME};
+
+use wasmpod_e2e::{cases, Case, CmdOutput, Env, HELLO_TXT, RUNC_RUNTIME};
 
 use crate::support::{self, proc_stat, run_detached, wait_status, SANDBOX_ID};
 
@@ -28,7 +28,7 @@ fn native_busybox_echo(env: &Env) -> Result<()> {
     let image = env.busybox_image()?;
     let out = env
         .ctr()
-        .run_rm(WASM_RUNTIME, image, &id, &["echo", "native", "hello"])?
+        .run_rm(&env.runtime(), image, &id, &["echo", "native", "hello"])?
         .ok()?;
     ensure!(out.stdout == "native hello\n", "unexpected output: {out}");
     ensure!(out.stderr.is_empty(), "unexpected stderr: {out}");
@@ -40,7 +40,7 @@ fn native_exit_code(env: &Env) -> Result<()> {
     let id = env.unique_id("native-exit");
     let image = env.busybox_image()?;
     env.ctr()
-        .run_rm(WASM_RUNTIME, image, &id, &["sh", "-c", "exit 3"])?
+        .run_rm(&env.runtime(), image, &id, &["sh", "-c", "exit 3"])?
         .expect_code(3)?;
     env.assert_no_leaks(&id)
 }
@@ -52,7 +52,7 @@ fn native_stdin_cat(env: &Env) -> Result<()> {
     let input = "line one\nline two\n";
     let out = env
         .ctr()
-        .run_rm_stdin(WASM_RUNTIME, image, &id, &["/bin/cat"], input.as_bytes())?
+        .run_rm_stdin(&env.runtime(), image, &id, &["/bin/cat"], input.as_bytes())?
         .ok()?;
     ensure!(out.stdout == input, "cat did not echo stdin: {out}");
     env.assert_no_leaks(&id)
@@ -64,7 +64,7 @@ fn native_reads_rootfs_file(env: &Env) -> Result<()> {
     let image = env.busybox_image()?;
     let out = env
         .ctr()
-        .run_rm(WASM_RUNTIME, image, &id, &["cat", "/data/hello.txt"])?
+        .run_rm(&env.runtime(), image, &id, &["cat", "/data/hello.txt"])?
         .ok()?;
     ensure!(out.stdout == HELLO_TXT, "unexpected file contents: {out}");
     env.assert_no_leaks(&id)
@@ -96,10 +96,10 @@ fn native_and_runc_same_output(env: &Env) -> Result<()> {
         .ok()?;
     env.assert_no_leaks(&runc_id)?;
 
-    let ours_id = env.unique_id("same-wasmtime");
+    let ours_id = env.unique_id("same-wasmpod");
     let ours = env
         .ctr()
-        .run_rm(WASM_RUNTIME, image, &ours_id, &args)?
+        .run_rm(&env.runtime(), image, &ours_id, &args)?
         .ok()?;
     // Our native processes start with every signal at its default disposition; runc's leak
     // signal 32 (glibc's SIGCANCEL) as ignored from its Go ancestry. Everything else must match.
@@ -150,7 +150,7 @@ fn wasm_and_native_share_one_shim(env: &Env) -> Result<()> {
     let wasm_id = env.unique_id("pod-wasm");
     let native_id = env.unique_id("pod-native");
     let (group_socket, _) = support::group_socket(env, &pod);
-    let before = shim_daemons();
+    let before = shim_daemons(env);
 
     let annotation = format!("{SANDBOX_ID}={pod}");
     let result = run_pod(env, &annotation, wasm_image, busybox, &wasm_id, &native_id)
@@ -197,7 +197,7 @@ fn run_pod(
     ] {
         run_detached(
             env,
-            WASM_RUNTIME,
+            &env.runtime(),
             &["--annotation", annotation],
             image,
             id,
@@ -225,7 +225,7 @@ fn check_one_shim(
         );
     }
     let socket = group_socket.to_string_lossy();
-    let new: Vec<u32> = shim_daemons()
+    let new: Vec<u32> = shim_daemons(env)
         .into_iter()
         .filter(|pid| !before.contains(pid))
         .collect();
@@ -327,8 +327,8 @@ fn cleanup(env: &Env, ids: &[&str]) -> Result<()> {
 /// Shim daemons on the host: processes of our shim binary with a `-socket` argument whose
 /// parent is not one (the daemon forks a zygote and container processes that keep its
 /// command line).
-fn shim_daemons() -> Vec<u32> {
-    let candidates: Vec<u32> = leaks::processes_matching(SHIM_BINARY)
+fn shim_daemons(env: &Env) -> Vec<u32> {
+    let candidates: Vec<u32> = leaks::processes_matching(&env.shim_binary())
         .into_iter()
         .filter(|&p| leaks::cmdline(p).is_some_and(|c| c.contains("-socket")))
         .collect();

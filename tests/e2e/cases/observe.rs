@@ -2,7 +2,7 @@
 //! `ctr task metrics`, the memory limit in the cgroup, and the OOM killer.
 
 use anyhow::{ensure, Context, Result};
-use wasmpod_e2e::{cases, Case, Env, WASM_RUNTIME};
+use wasmpod_e2e::{cases, Case, Env};
 
 use crate::support::{
     kill_and_delete, memory_cgroup, run_detached, sleepers, task_ls_pid, Cleanup, Proc,
@@ -25,7 +25,7 @@ fn task_ps_lists_pid(env: &Env) -> Result<()> {
     for (kind, image, args) in sleepers(env)? {
         let id = env.unique_id(&format!("ps-{kind}"));
         let _cleanup = Cleanup::new(env, &[&id]);
-        run_detached(env, WASM_RUNTIME, &[], image, &id, args)?;
+        run_detached(env, &env.runtime(), &[], image, &id, args)?;
         let init = task_ls_pid(env, &id)?;
         let ps = env.ctr().task_ps(&id)?.ok()?;
         let pids = env.ctr().task_pids(&id)?;
@@ -94,7 +94,7 @@ fn task_metrics_memory(env: &Env) -> Result<()> {
     for (kind, image, args) in sleepers(env)? {
         let id = env.unique_id(&format!("metrics-{kind}"));
         let _cleanup = Cleanup::new(env, &[&id]);
-        run_detached(env, WASM_RUNTIME, &[], image, &id, args)?;
+        run_detached(env, &env.runtime(), &[], image, &id, args)?;
 
         let table = env.ctr().run(&["task", "metrics", &id])?.ok()?;
         let usage = table_memory_usage(&table.stdout);
@@ -123,7 +123,7 @@ fn memory_limit_in_cgroup(env: &Env) -> Result<()> {
         let _cleanup = Cleanup::new(env, &[&id]);
         run_detached(
             env,
-            WASM_RUNTIME,
+            &env.runtime(),
             &["--memory-limit", LIMIT],
             image,
             &id,
@@ -158,7 +158,7 @@ fn native_memory_hog_oom_137(env: &Env) -> Result<()> {
     // Control: without a limit the same dd completes, so a 137 below is the limit's doing.
     let free = env.unique_id("oom-control");
     let _cleanup_free = Cleanup::new(env, &[&free]);
-    let out = env.ctr().run_rm(WASM_RUNTIME, image, &free, DD)?;
+    let out = env.ctr().run_rm(&env.runtime(), image, &free, DD)?;
     ensure!(
         out.success() && out.stderr.contains("1+0 records out"),
         "without a memory limit, dd of a 64 MiB block should succeed: {out}"
@@ -168,7 +168,7 @@ fn native_memory_hog_oom_137(env: &Env) -> Result<()> {
     let id = env.unique_id("oom");
     let _cleanup = Cleanup::new(env, &[&id]);
     let out = env.ctr().run_rm_flags(
-        WASM_RUNTIME,
+        &env.runtime(),
         &["--memory-limit", "16777216"],
         image,
         &id,
@@ -190,7 +190,7 @@ fn wasm_memory_limit_stops_guest_137(env: &Env) -> Result<()> {
     let limit = "67108864";
     let id = env.unique_id("wasm-mem-limit");
     let out = env.ctr().run_rm_flags(
-        WASM_RUNTIME,
+        &env.runtime(),
         &["--memory-limit", limit],
         image,
         &id,
@@ -209,7 +209,7 @@ fn wasm_memory_limit_stops_guest_137(env: &Env) -> Result<()> {
     let out = env
         .ctr()
         .run_rm_flags(
-            WASM_RUNTIME,
+            &env.runtime(),
             &["--memory-limit", limit],
             image,
             &id,

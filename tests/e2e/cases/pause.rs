@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use wasmpod_e2e::{cases, Case, Env, WASM_RUNTIME};
+use wasmpod_e2e::{cases, Case, Env};
 
 use crate::support::{
     kill_and_delete, kill_and_wait, run_detached, sleepers, spawn_run_rm, task_ls_pid,
@@ -120,7 +120,7 @@ fn pause_resume_case(env: &Env, kind: &str) -> Result<()> {
     let (kind, image, args) = busy_loop(env, kind)?;
     let id = env.unique_id(&format!("pause-{kind}"));
     let _cleanup = Cleanup::new(env, &[&id]);
-    let running = spawn_run_rm(env, WASM_RUNTIME, &[], image, &id, args)?;
+    let running = spawn_run_rm(env, &env.runtime(), &[], image, &id, args)?;
     let running = wait_running(env, running, &id)?;
     let pid = task_ls_pid(env, &id)?;
     let used = cpu_used(pid)?;
@@ -167,7 +167,7 @@ fn pause_then_sigkill_ends_container(env: &Env) -> Result<()> {
     for (kind, image, args) in busy_loops(env)? {
         let id = env.unique_id(&format!("pause-kill-{kind}"));
         let _cleanup = Cleanup::new(env, &[&id]);
-        let running = spawn_run_rm(env, WASM_RUNTIME, &[], image, &id, args)?;
+        let running = spawn_run_rm(env, &env.runtime(), &[], image, &id, args)?;
         let running = wait_running(env, running, &id)?;
         let pid = task_ls_pid(env, &id)?;
         pause_and_check(env, kind, &id, pid)?;
@@ -192,7 +192,7 @@ fn pause_signals_then_sigkill_ends_container(env: &Env) -> Result<()> {
     for (kind, image, args) in busy_loops(env)? {
         let id = env.unique_id(&format!("pause-sig-{kind}"));
         let _cleanup = Cleanup::new(env, &[&id]);
-        let running = spawn_run_rm(env, WASM_RUNTIME, &[], image, &id, args)?;
+        let running = spawn_run_rm(env, &env.runtime(), &[], image, &id, args)?;
         let running = wait_running(env, running, &id)?;
         let pid = task_ls_pid(env, &id)?;
         pause_and_check(env, kind, &id, pid)?;
@@ -223,7 +223,7 @@ fn pause_sigterm_then_resume_exits_143(env: &Env) -> Result<()> {
     let (kind, image, args) = busy_loop(env, "wasm")?;
     let id = env.unique_id("pause-term-wasm");
     let _cleanup = Cleanup::new(env, &[&id]);
-    let running = spawn_run_rm(env, WASM_RUNTIME, &[], image, &id, args)?;
+    let running = spawn_run_rm(env, &env.runtime(), &[], image, &id, args)?;
     let mut running = wait_running(env, running, &id)?;
     let pid = task_ls_pid(env, &id)?;
     pause_and_check(env, kind, &id, pid)?;
@@ -278,7 +278,7 @@ fn pause_resume_refused_when_not_applicable(env: &Env) -> Result<()> {
     let _cleanup_stopped = Cleanup::new(env, &[&stopped]);
     run_detached(
         env,
-        WASM_RUNTIME,
+        &env.runtime(),
         &[],
         env.busybox_image()?,
         &stopped,
@@ -304,7 +304,7 @@ fn pause_resume_refused_when_not_applicable(env: &Env) -> Result<()> {
     let [_, (_, image, args)] = sleepers(env)?;
     let running = env.unique_id("resume-running");
     let _cleanup_running = Cleanup::new(env, &[&running]);
-    run_detached(env, WASM_RUNTIME, &[], image, &running, args)?;
+    run_detached(env, &env.runtime(), &[], image, &running, args)?;
     wait_status(env, &running, "RUNNING", STATUS_TIMEOUT)?;
     expect_refused(
         ctr.run(&["task", "resume", &running])?,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use wasmpod_e2e::{cases, Case, Env, RUNC_RUNTIME, WASM_RUNTIME};
+use wasmpod_e2e::{cases, Case, Env, RUNC_RUNTIME};
 
 use crate::support::{kill_and_wait, spawn_run_rm, wait_running, Cleanup, EXIT_LIMIT};
 
@@ -39,7 +39,7 @@ fn kill_case(env: &Env, case: KillCase) -> Result<()> {
         signal,
         code,
     } = case;
-    let runtime = WASM_RUNTIME;
+    let runtime = &env.runtime();
     let id = env.unique_id(name);
     let _cleanup = Cleanup::new(env, &[&id]);
     let running = spawn_run_rm(env, runtime, flags, image, &id, args)?;
@@ -139,7 +139,7 @@ fn native_pid1_ignores_sigterm_like_runc(env: &Env) -> Result<()> {
     let image = env.busybox_image()?;
     let ids = [
         (RUNC_RUNTIME, env.unique_id("pid1-runc")),
-        (WASM_RUNTIME, env.unique_id("pid1-wasmpod")),
+        (&env.runtime(), env.unique_id("pid1-wasmpod")),
     ];
     let _cleanup = Cleanup::new(env, &[&ids[0].1, &ids[1].1]);
     let mut running = Vec::new();

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use wasmpod_e2e::{cases, Case, Env, WASM_RUNTIME};
+use wasmpod_e2e::{cases, Case, Env};
 
 pub fn cases() -> Vec<Case> {
     cases![task_events_published, seccomp_from_spec_and_guest_profile]
@@ -20,7 +20,7 @@ fn task_events_published(env: &Env) -> Result<()> {
     std::thread::sleep(Duration::from_millis(500));
     let run = env
         .ctr()
-        .run_rm(WASM_RUNTIME, image, &id, &["/testprog.wasm", "exit", "3"])?
+        .run_rm(&env.runtime(), image, &id, &["/testprog.wasm", "exit", "3"])?
         .expect_code(3)?;
     std::thread::sleep(Duration::from_millis(500));
     events.kill();
@@ -108,7 +108,7 @@ fn seccomp_from_spec_and_guest_profile(env: &Env) -> Result<()> {
         let id = env.unique_id(c.name);
         let out = env
             .ctr()
-            .run_rm_flags(WASM_RUNTIME, c.flags, c.image, &id, c.args)?
+            .run_rm_flags(&env.runtime(), c.flags, c.image, &id, c.args)?
             .ok()?;
         let lines = seccomp_lines(&out.stdout);
         let mode = if c.filters == 0 { 0 } else { 2 };

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use wasmpod_e2e::leaks::{self, wait_until};
-use wasmpod_e2e::paths::SHIM_BINARY;
+
 use wasmpod_e2e::{CmdOutput, Env, Running};
 
 /// How long a container may take to reach RUNNING (image unpack, module compile, 2 cores).
@@ -244,7 +244,7 @@ impl Proc {
     }
 }
 
-/// A process of the wasmtime shim binary started as a daemon (its command line has `-socket`)
+/// A process of the engine's shim binary started as a daemon (its command line has `-socket`)
 /// by our containerd: the daemon itself, its zygote, and wasm container inits (all forks of it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ShimProc {
@@ -274,11 +274,13 @@ pub(crate) fn arg_after(args: &[String], flag: &str) -> Option<String> {
 /// Every shim daemon-like process (see [`ShimProc`]) of the containerd of `env`.
 pub(crate) fn shim_processes(env: &Env) -> Vec<ShimProc> {
     let address = env.containerd().address().to_string_lossy().into_owned();
-    leaks::processes_matching(SHIM_BINARY)
+    leaks::processes_matching(&env.shim_binary())
         .into_iter()
         .filter_map(|pid| {
             let args = raw_args(pid)?;
-            if !args.first()?.ends_with(SHIM_BINARY) || arg_after(&args, "-address")? != address {
+            if !args.first()?.ends_with(&env.shim_binary())
+                || arg_after(&args, "-address")? != address
+            {
                 return None;
             }
             let socket = arg_after(&args, "-socket")?;

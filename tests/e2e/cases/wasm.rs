@@ -1,7 +1,8 @@
-//! Cases that run wasm modules (WASI preview1) through the wasmtime runtime.
+//! Cases that run wasm modules (WASI preview1) through wasmpod's runtime, for the engine of
+//! `E2E_ENGINE`.
 
 use anyhow::{ensure, Result};
-use wasmpod_e2e::{cases, Case, CmdOutput, Env, HELLO_TXT, WASM_RUNTIME};
+use wasmpod_e2e::{cases, Case, CmdOutput, Env, HELLO_TXT};
 
 pub fn cases() -> Vec<Case> {
     cases![
@@ -25,7 +26,7 @@ fn run_wasm_ok(env: &Env, id: &str, flags: &[&str], args: &[&str]) -> Result<Cmd
     let image = env.wasm_image()?;
     let out = env
         .ctr()
-        .run_rm_flags(WASM_RUNTIME, flags, image, id, args)?
+        .run_rm_flags(&env.runtime(), flags, image, id, args)?
         .ok()?;
     ensure!(out.stderr.is_empty(), "unexpected stderr: {out}");
     Ok(out)
@@ -73,14 +74,19 @@ fn wasm_exit_code_zero_and_three(env: &Env) -> Result<()> {
     let image = env.wasm_image()?;
     let zero = env.unique_id("wasm-exit0");
     env.ctr()
-        .run_rm(WASM_RUNTIME, image, &zero, &["/testprog.wasm", "exit", "0"])?
+        .run_rm(
+            &env.runtime(),
+            image,
+            &zero,
+            &["/testprog.wasm", "exit", "0"],
+        )?
         .expect_code(0)?;
     env.assert_no_leaks(&zero)?;
 
     let three = env.unique_id("wasm-exit3");
     env.ctr()
         .run_rm(
-            WASM_RUNTIME,
+            &env.runtime(),
             image,
             &three,
             &["/testprog.wasm", "exit", "3"],
@@ -96,7 +102,7 @@ fn wasm_trap_nonzero_with_message(env: &Env) -> Result<()> {
     let id = env.unique_id("wasm-trap");
     let out = env
         .ctr()
-        .run_rm(WASM_RUNTIME, image, &id, &["/testprog.wasm", "trap"])?
+        .run_rm(&env.runtime(), image, &id, &["/testprog.wasm", "trap"])?
         .expect_code(134)?;
     for needle in ["wasm trap", "unreachable"] {
         ensure!(
@@ -115,7 +121,7 @@ fn wasm_stdin_echo(env: &Env) -> Result<()> {
     let out = env
         .ctr()
         .run_rm_stdin(
-            WASM_RUNTIME,
+            &env.runtime(),
             image,
             &id,
             &["/testprog.wasm", "echo-stdin"],
@@ -142,7 +148,12 @@ fn wasm_stdout_and_stderr(env: &Env) -> Result<()> {
     let msg = "this goes to stderr";
     let out = env
         .ctr()
-        .run_rm(WASM_RUNTIME, image, &id, &["/testprog.wasm", "stderr", msg])?
+        .run_rm(
+            &env.runtime(),
+            image,
+            &id,
+            &["/testprog.wasm", "stderr", msg],
+        )?
         .ok()?;
     ensure!(
         out.stdout == "out\n",
@@ -164,7 +175,7 @@ fn wasm_large_stdout(env: &Env) -> Result<()> {
     let out = env
         .ctr()
         .run_rm(
-            WASM_RUNTIME,
+            &env.runtime(),
             image,
             &id,
             &["/testprog.wasm", "flood", &BYTES.to_string()],
@@ -260,7 +271,7 @@ fn wasm_cwd(env: &Env) -> Result<()> {
         let image = env.wasm_image()?;
         let out = env
             .ctr()
-            .run_rm_flags(WASM_RUNTIME, flags, image, &id, args)?;
+            .run_rm_flags(&env.runtime(), flags, image, &id, args)?;
         if !out.success() || out.stdout != expected || !out.stderr.is_empty() {
             failures.push(format!("expected stdout {expected:?}: {out}"));
         }

@@ -10,6 +10,7 @@ use anyhow::{anyhow, Result};
 use crate::containerd::Containerd;
 use crate::cri::CriClient;
 use crate::ctr::Ctr;
+use crate::engine::Engine;
 use crate::{images, leaks, paths};
 
 /// How long [`Env::assert_no_leaks`] waits for the leftovers of a container to go away.
@@ -27,6 +28,7 @@ pub struct Env {
     wasm: Lazy,
     cri: OnceLock<Result<CriClient, String>>,
     next_id: AtomicUsize,
+    engine: Engine,
 }
 
 /// The containerd namespace of the CRI plugin.
@@ -40,6 +42,7 @@ impl Env {
 
     /// Starts containerd with `shim_dir` first on its PATH.
     pub fn with_shim_dir(shim_dir: &Path) -> Result<Self> {
+        let engine = Engine::from_env()?;
         Ok(Env {
             containerd: Containerd::start(shim_dir)?,
             shim_dir: shim_dir.to_path_buf(),
@@ -47,6 +50,7 @@ impl Env {
             busybox: OnceLock::new(),
             wasm: OnceLock::new(),
             cri: OnceLock::new(),
+            engine,
             next_id: AtomicUsize::new(0),
         })
     }
@@ -70,10 +74,30 @@ impl Env {
         &self.shim_dir
     }
 
-    /// The path of `containerd-shim-wasmtime-v1`; fails saying how to build it when missing.
-    /// Call it first in every case that uses the wasmtime runtime.
+    /// The path of the engine's shim binary; fails saying how to build it when missing.
+    /// Call it first in every case that uses wasmpod's runtime.
     pub fn require_shim(&self) -> Result<PathBuf> {
-        paths::require_shim_in(&self.shim_dir)
+        paths::require_shim_in(&self.shim_dir, &self.engine.shim_binary())
+    }
+
+    /// The engine this run targets (`E2E_ENGINE`).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// wasmpod's runtime name for this run's engine (`io.containerd.<engine>.v1`).
+    pub fn runtime(&self) -> String {
+        self.engine.runtime()
+    }
+
+    /// The CRI handler of wasmpod for this run's engine.
+    pub fn cri_handler(&self) -> &str {
+        self.engine.cri_handler()
+    }
+
+    /// The file name of wasmpod's shim binary for this run's engine.
+    pub fn shim_binary(&self) -> String {
+        self.engine.shim_binary()
     }
 
     /// `<workspace>/tests/fixtures`.

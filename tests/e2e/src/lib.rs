@@ -9,6 +9,7 @@ pub mod config;
 pub mod containerd;
 pub mod cri;
 pub mod ctr;
+pub mod engine;
 pub mod env;
 pub mod images;
 pub mod leaks;
@@ -19,12 +20,14 @@ pub mod runner;
 
 pub use containerd::Containerd;
 pub use ctr::Ctr;
+pub use engine::Engine;
 pub use env::Env;
 pub use images::{BUSYBOX_IMAGE, HELLO_TXT, WASM_IMAGE};
 pub use process::{CmdOutput, Running};
 pub use runner::{Case, CaseFn};
 
-/// The runtime name of the wasmpod shim.
+/// The runtime name of the wasmpod shim with the default engine (the demo and the bench use
+/// it; cases use [`Env::runtime`], which follows `E2E_ENGINE`).
 pub const WASM_RUNTIME: &str = "io.containerd.wasmtime.v1";
 /// containerd's runc shim, used to check the harness itself.
 pub const RUNC_RUNTIME: &str = "io.containerd.runc.v2";

@@ -5,9 +5,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
-/// The shim binary containerd starts for runtime `io.containerd.wasmtime.v1`.
-pub const SHIM_BINARY: &str = "containerd-shim-wasmtime-v1";
-
 /// The workspace root (`tests/e2e/../..`).
 pub fn workspace_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -36,9 +33,9 @@ pub fn shim_dir() -> PathBuf {
     target.join("debug")
 }
 
-/// The shim binary inside `dir`, or an error saying how to build it.
-pub fn require_shim_in(dir: &Path) -> Result<PathBuf> {
-    let path = dir.join(SHIM_BINARY);
+/// The shim binary `binary` inside `dir`, or an error saying how to build it.
+pub fn require_shim_in(dir: &Path, binary: &str) -> Result<PathBuf> {
+    let path = dir.join(binary);
     if !is_executable(&path) {
         bail!(
             "shim binary not found at {}: run `make build` (or `cargo build -p wasmpod-shim` \
