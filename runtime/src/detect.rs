@@ -20,8 +20,6 @@ pub enum DetectError {
     UnknownFormat { path: String, head: String },
     #[error("{path}: malformed wasm module: bad magic bytes {head} (expected 00 61 73 6d)")]
     BadMagic { path: String, head: String },
-    #[error("{path}: WASI components are not supported by this shim yet (core modules only)")]
-    Component { path: String },
     #[error("{path}: annotation {annotation} asks for wasm, but the file is a native program")]
     NotWasm { path: String, annotation: String },
     #[error("{path}: the `#{func}` entrypoint syntax selects a wasm export, but this is a native program")]
@@ -32,7 +30,10 @@ pub enum DetectError {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WasmFormat {
+    /// A core module (`\0asm`, version 1).
     Binary,
+    /// A WASI 0.2 component (`\0asm`, component layer): only engines with component support.
+    Component,
     Text,
 }
 
@@ -138,7 +139,10 @@ fn by_content(
 
     if head.starts_with(WASM_MAGIC) {
         if head.get(4..8) != Some(CORE_VERSION) {
-            return Err(DetectError::Component { path });
+            return wasm(
+                WasmFormat::Component,
+                format!("{path} starts with \\0asm (component)"),
+            );
         }
         return wasm(
             WasmFormat::Binary,
@@ -245,6 +249,13 @@ mod tests {
             w => panic!("{w:?}"),
         }
         assert!(matches!(
+            decide(&["/comp.wasm"], &[]).unwrap().workload,
+            Workload::Wasm {
+                format: WasmFormat::Component,
+                ..
+            }
+        ));
+        assert!(matches!(
             decide(&["/mod.wat"], &[]).unwrap().workload,
             Workload::Wasm {
                 format: WasmFormat::Text,
@@ -262,8 +273,6 @@ mod tests {
             e.contains("not ELF, script or wasm: first bytes 70 6c 61 69"),
             "{e}"
         );
-        let e = decide(&["/comp.wasm"], &[]).unwrap_err().to_string();
-        assert!(e.contains("components"), "{e}");
         let e = decide(&["/nope.wasm"], &[]).unwrap_err().to_string();
         assert!(e.contains("not found in rootfs"), "{e}");
         let e = decide(&["tool#main"], &[]).unwrap_err().to_string();

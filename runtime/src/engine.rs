@@ -18,6 +18,8 @@ pub enum EngineError {
          the container allows the guest {limit} bytes"
     )]
     MemoryLimit { limit: u64, requested: u64 },
+    #[error("a WASI component, but the {engine} engine runs core modules only (use wasmtime)")]
+    ComponentUnsupported { engine: &'static str },
     #[error("{0}")]
     Other(String),
 }
@@ -40,6 +42,8 @@ pub struct GuestContext {
 pub trait WasmEngine: Clone + Send + Sync + 'static {
     /// Engine name, as in the runtime name `io.containerd.<NAME>.v1`.
     const NAME: &'static str;
+    /// Whether [`WasmEngine::precompile`] accepts WASI 0.2 components (`wasi:cli/run`).
+    const SUPPORTS_COMPONENTS: bool = false;
     /// A loaded module; cloned into the container's init process.
     type Module: Clone + Send + Sync + 'static;
 
@@ -57,20 +61,21 @@ pub trait WasmEngine: Clone + Send + Sync + 'static {
     /// Names of the module's function exports.
     fn function_exports(&self, module: &Self::Module) -> Vec<String>;
 
+    /// Checks that the guest can be started: `func`, or the default entry when `None`. The
+    /// default suits core modules: `func` (or `_start`) must be a function export.
+    fn check_entry(&self, module: &Self::Module, func: Option<&str>) -> Result<(), EngineError> {
+        check_function_export(self.function_exports(module), func)
+    }
+
     /// Runs the guest in the calling process (the container's init) and returns its exit code.
     /// A trap is [`EngineError::Trap`]; growing memory past `guest.memory_limit` is
     /// [`EngineError::MemoryLimit`].
     fn run(&self, module: &Self::Module, guest: &GuestContext) -> Result<i32, EngineError>;
 }
 
-/// Checks that `func` (or `_start` when none) is a function export of `module`.
-pub fn check_entry<E: WasmEngine>(
-    engine: &E,
-    module: &E::Module,
-    func: Option<&str>,
-) -> Result<(), EngineError> {
+/// Checks that `func` (or `_start` when none) is among `exports`.
+pub fn check_function_export(exports: Vec<String>, func: Option<&str>) -> Result<(), EngineError> {
     let wanted = func.unwrap_or("_start");
-    let exports = engine.function_exports(module);
     if exports.iter().any(|e| e == wanted) {
         return Ok(());
     }
@@ -82,4 +87,13 @@ pub fn check_entry<E: WasmEngine>(
             exports.join(", ")
         },
     })
+}
+
+/// [`WasmEngine::check_entry`] as a free function.
+pub fn check_entry<E: WasmEngine>(
+    engine: &E,
+    module: &E::Module,
+    func: Option<&str>,
+) -> Result<(), EngineError> {
+    engine.check_entry(module, func)
 }

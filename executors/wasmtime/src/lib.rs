@@ -1,36 +1,69 @@
-//! wasmtime adapter: WASI preview1 core modules, compiled ahead of time by the shim and loaded
-//! from the node's module cache in the container's init process.
+//! wasmtime adapter: WASI preview1 core modules and WASI 0.2 command components, compiled ahead
+//! of time by the shim and loaded from the node's module cache in the container's init process.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 
+mod component;
+mod core;
 mod limits;
+mod wasi;
 
-use limits::GuestLimits;
+use wasmpod_runtime::engine::check_function_export;
 use wasmpod_runtime::{EngineError, GuestContext, WasmEngine};
-use wasmtime::{Config, Engine, ExternType, Linker, Module, Store};
-use wasmtime_wasi::p1::{self, WasiP1Ctx};
-use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
-
-/// What a guest's store holds: its WASI context and its resource limits.
-struct GuestState {
-    wasi: WasiP1Ctx,
-    limits: GuestLimits,
-}
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, ExternType, Module, Precompiled};
+use wasmtime_wasi::I32Exit;
 
 #[derive(Clone)]
 pub struct Wasmtime {
     engine: Engine,
 }
 
+/// A loaded guest: a core module or a component.
+#[derive(Clone)]
+pub enum Guest {
+    Module(Module),
+    Component(Component),
+}
+
 fn other(context: &str) -> impl FnOnce(wasmtime::Error) -> EngineError + '_ {
     move |e| EngineError::Other(format!("{context}: {e:#}"))
 }
 
+/// The guest's exit code from the result of its entry: the memory cap, `proc_exit`/`exit(n)`
+/// (`I32Exit`), or a trap.
+fn exit_code(
+    result: wasmtime::Result<i32>,
+    exceeded: Option<usize>,
+    guest: &GuestContext,
+) -> Result<i32, EngineError> {
+    if let (Some(requested), Some(limit)) = (exceeded, guest.memory_limit) {
+        return Err(EngineError::MemoryLimit {
+            limit,
+            requested: requested as u64,
+        });
+    }
+    match result {
+        Ok(code) => Ok(code),
+        Err(e) => match e.downcast_ref::<I32Exit>() {
+            Some(exit) => Ok(exit.0),
+            None => Err(EngineError::Trap(format!("{e:?}"))),
+        },
+    }
+}
+
+/// The binary header of a component: `\0asm`, then version 0x0d and layer 1 (core modules have
+/// version 1, layer 0).
+fn is_component(source: &[u8]) -> bool {
+    source.starts_with(b"\0asm") && source.get(6..8) == Some(&[1, 0])
+}
+
 impl WasmEngine for Wasmtime {
     const NAME: &'static str = "wasmtime";
-    type Module = Module;
+    const SUPPORTS_COMPONENTS: bool = true;
+    type Module = Guest;
 
     fn new() -> Result<Self, EngineError> {
         let config = Config::new();
@@ -47,71 +80,57 @@ impl WasmEngine for Wasmtime {
     }
 
     fn precompile(&self, source: &[u8]) -> Result<Vec<u8>, EngineError> {
-        self.engine
-            .precompile_module(source)
-            .map_err(|e| EngineError::Compile(format!("{e:#}")))
-    }
-
-    fn load(&self, artifact: &Path) -> Result<Module, EngineError> {
-        // SAFETY: artifacts come only from the root-only node cache, written by
-        // `precompile` with an engine of the same compatibility key.
-        unsafe { Module::deserialize_file(&self.engine, artifact) }.map_err(|e| EngineError::Load {
-            path: artifact.to_path_buf(),
-            reason: format!("{e:#}"),
-        })
-    }
-
-    fn function_exports(&self, module: &Module) -> Vec<String> {
-        module
-            .exports()
-            .filter(|e| matches!(e.ty(), ExternType::Func(_)))
-            .map(|e| e.name().to_string())
-            .collect()
-    }
-
-    fn run(&self, module: &Module, guest: &GuestContext) -> Result<i32, EngineError> {
-        let mut builder = WasiCtxBuilder::new();
-        builder.args(&guest.args).inherit_stdio();
-        for kv in &guest.env {
-            let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
-            builder.env(k, v);
-        }
-        builder
-            .preopened_dir("/", "/", FsPerms::ReadWrite)
-            .map_err(other("preopen /"))?;
-        if guest.cwd != Path::new("/") {
-            builder
-                .preopened_dir(&guest.cwd, ".", FsPerms::ReadWrite)
-                .map_err(other("preopen the working directory"))?;
-        }
-        let state = GuestState {
-            wasi: builder.build_p1(),
-            limits: GuestLimits::new(guest.memory_limit),
+        let compiled = if is_component(source) {
+            self.engine.precompile_component(source)
+        } else {
+            self.engine.precompile_module(source)
         };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
-        let mut linker: Linker<GuestState> = Linker::new(&self.engine);
-        p1::add_to_linker_sync(&mut linker, |s| &mut s.wasi).map_err(other("linking WASI"))?;
-        let instance = linker
-            .instantiate(&mut store, module)
-            .map_err(other("instantiating module"))?;
-        let name = guest.func.as_deref().unwrap_or("_start");
-        let func = instance
-            .get_typed_func::<(), ()>(&mut store, name)
-            .map_err(other(name))?;
-        let result = func.call(&mut store, ());
-        if let (Some(requested), Some(limit)) = (store.data().limits.exceeded, guest.memory_limit) {
-            return Err(EngineError::MemoryLimit {
-                limit,
-                requested: requested as u64,
-            });
+        compiled.map_err(|e| EngineError::Compile(format!("{e:#}")))
+    }
+
+    fn load(&self, artifact: &Path) -> Result<Guest, EngineError> {
+        let load_error = |reason: String| EngineError::Load {
+            path: artifact.to_path_buf(),
+            reason,
+        };
+        let kind = Engine::detect_precompiled_file(artifact)
+            .map_err(|e| load_error(format!("{e:#}")))?
+            .ok_or_else(|| load_error("not a wasmtime artifact".into()))?;
+        // SAFETY: artifacts come only from the root-only node cache, written by `precompile`
+        // with an engine of the same compatibility key.
+        let loaded = match kind {
+            Precompiled::Module => {
+                unsafe { Module::deserialize_file(&self.engine, artifact) }.map(Guest::Module)
+            }
+            Precompiled::Component => {
+                unsafe { Component::deserialize_file(&self.engine, artifact) }.map(Guest::Component)
+            }
+        };
+        loaded.map_err(|e| load_error(format!("{e:#}")))
+    }
+
+    fn function_exports(&self, guest: &Guest) -> Vec<String> {
+        match guest {
+            Guest::Module(module) => module
+                .exports()
+                .filter(|e| matches!(e.ty(), ExternType::Func(_)))
+                .map(|e| e.name().to_string())
+                .collect(),
+            Guest::Component(_) => Vec::new(),
         }
-        match result {
-            Ok(()) => Ok(0),
-            Err(e) => match e.downcast_ref::<I32Exit>() {
-                Some(exit) => Ok(exit.0),
-                None => Err(EngineError::Trap(format!("{e:?}"))),
-            },
+    }
+
+    fn check_entry(&self, guest: &Guest, func: Option<&str>) -> Result<(), EngineError> {
+        match guest {
+            Guest::Module(_) => check_function_export(self.function_exports(guest), func),
+            Guest::Component(c) => component::check_entry(&self.engine, c, func),
+        }
+    }
+
+    fn run(&self, guest: &Guest, context: &GuestContext) -> Result<i32, EngineError> {
+        match guest {
+            Guest::Module(module) => core::run(&self.engine, module, context),
+            Guest::Component(c) => component::run(&self.engine, c, context),
         }
     }
 }

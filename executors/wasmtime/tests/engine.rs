@@ -267,3 +267,25 @@ fn memory_limit_stops_a_growing_guest() {
     limited.memory_limit = Some(8 << 20);
     assert_eq!(engine.run(&module, &limited).unwrap(), 0);
 }
+
+/// A command component (the hello fixture built for wasm32-wasip2) compiles, goes through the
+/// cache like a module, and is entered through `wasi:cli/run` only.
+#[test]
+fn component_is_cached_and_entered_through_cli_run() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/wasm/hello.component.wasm");
+    let source = std::fs::read(&fixture).expect("run tests/fixtures/build.sh");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ModuleCache::new(dir.path().join("wasmtime"));
+    let engine = Wasmtime::new().unwrap();
+    let (_, _, first) = cache.get_or_compile(&engine, &source).unwrap();
+    assert_eq!(first, Outcome::Miss);
+    let (component, _, second) = cache.get_or_compile(&engine, &source).unwrap();
+    assert_eq!(second, Outcome::Hit);
+    check_entry(&engine, &component, None).unwrap();
+    let err = check_entry(&engine, &component, Some("main")).unwrap_err();
+    assert!(err.to_string().contains("wasi:cli/run"), "{err}");
+    // A core module is not a command component and vice versa.
+    let (module, _, _) = cache.get_or_compile(&engine, EXIT_7.as_bytes()).unwrap();
+    check_entry(&engine, &module, None).unwrap();
+}

@@ -5,8 +5,8 @@ use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 
 use crate::cache::{ModuleCache, Outcome};
-use crate::detect::{detect, DetectError, Workload};
-use crate::engine::{check_entry, EngineError, WasmEngine};
+use crate::detect::{detect, DetectError, WasmFormat, Workload};
+use crate::engine::{EngineError, WasmEngine};
 use crate::mount::{mount_rootfs, unmount_all, MountError, RootfsMount};
 use crate::spec::{self, SpecError};
 use crate::zygote::{CreateRequest, PreparedWorkload, Zygote, ZygoteError};
@@ -125,7 +125,10 @@ pub(super) fn prepare<E: WasmEngine>(
     workload: Workload,
 ) -> Result<(PreparedWorkload, bool), CreateError> {
     let Workload::Wasm {
-        path, func, source, ..
+        path,
+        func,
+        source,
+        format,
     } = workload
     else {
         return Ok((PreparedWorkload::Native, false));
@@ -134,6 +137,11 @@ pub(super) fn prepare<E: WasmEngine>(
         path: path.clone(),
         source,
     };
+    if format == WasmFormat::Component && !E::SUPPORTS_COMPONENTS {
+        return Err(module_err(EngineError::ComponentUnsupported {
+            engine: E::NAME,
+        }));
+    }
     let (module, artifact, outcome) =
         cache.get_or_compile(engine, &source).map_err(|e| match e {
             crate::cache::CacheError::Engine(source) => module_err(source),
@@ -145,7 +153,9 @@ pub(super) fn prepare<E: WasmEngine>(
         Outcome::Replaced => "unloadable entry, recompiled",
     };
     tracing::info!(id, module = %path, cache = verdict, "module prepared");
-    check_entry(engine, &module, func.as_deref()).map_err(module_err)?;
+    engine
+        .check_entry(&module, func.as_deref())
+        .map_err(module_err)?;
     let prepared = PreparedWorkload::Wasm {
         artifact,
         module_path: path,

@@ -20,6 +20,12 @@ pub const HOST_BUSYBOX: &str = "/bin/busybox";
 const WASM_FIXTURES: &[(&str, &str, u32)] = &[
     ("/hello.wasm", "wasm/hello.wasm", 0o755),
     ("/testprog.wasm", "wasm/testprog.wasm", 0o755),
+    ("/hello.component.wasm", "wasm/hello.component.wasm", 0o755),
+    (
+        "/testprog.component.wasm",
+        "wasm/testprog.component.wasm",
+        0o755,
+    ),
     ("/greet.wat", "wat/greet.wat", 0o644),
     ("/bad/not-wasm.wasm", "bad/not-wasm.wasm", 0o755),
     ("/bad/truncated.wasm", "bad/truncated.wasm", 0o755),

@@ -11,6 +11,8 @@ use wasmpod_e2e::runner;
 mod bad_input;
 #[path = "../cases/cleanup.rs"]
 mod cleanup;
+#[path = "../cases/components.rs"]
+mod components;
 #[path = "../cases/cri_limits.rs"]
 mod cri_limits;
 #[path = "../cases/cri_pod.rs"]
@@ -44,6 +46,7 @@ fn main() {
     let mut all = Vec::new();
     all.extend(runc::cases());
     all.extend(wasm::cases());
+    all.extend(components::cases());
     all.extend(native::cases());
     all.extend(bad_input::cases());
     all.extend(signals::cases());
