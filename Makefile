@@ -22,9 +22,18 @@ lint:
 unit: build
 	$(CARGO) test --workspace --exclude wasmpod-e2e
 
-# End to end: a private containerd driven by ctr, shims from the debug build.
+# End to end: a private containerd driven by ctr and CRI, shims from the debug build. The same
+# suite runs once per engine (E2E_ENGINE); the harness's own tests and the cluster-file checks
+# run once.
+E2E_ENGINES ?= wasmtime wasmer
+
 e2e: build
-	WASMPOD_SHIM_DIR=$(CARGO_TARGET_DIR)/debug $(CARGO) test -p wasmpod-e2e
+	$(CARGO) test -p wasmpod-e2e --lib --bins --test cluster_files
+	set -e; for engine in $(E2E_ENGINES); do \
+		echo "== end-to-end suite, engine $$engine"; \
+		E2E_ENGINE=$$engine WASMPOD_SHIM_DIR=$(CARGO_TARGET_DIR)/debug \
+			$(CARGO) test -p wasmpod-e2e --test e2e; \
+	done
 
 test: lint unit e2e
 

@@ -2,7 +2,9 @@
 //! containerd, interleaved so machine noise hits both alike. Ratios, not seconds, are what carry
 //! over between machines.
 //!
-//! 1. `ctr run --rm` of one container.
+//! 1. `ctr run --rm` of one container: the wasm hello on every engine, warm (module in the
+//!    node's compile cache) and cold (cache emptied before each run), and busybox `echo`
+//!    through wasmpod and through runc.
 //! 2. A CRI pod start as kubelet does it: RunPodSandbox, CreateContainer, StartContainer, then
 //!    ContainerStatus until the container has exited (pod removal is not timed).
 
@@ -12,31 +14,35 @@ use anyhow::{bail, ensure, Context, Result};
 use k8s_cri::v1::ContainerState;
 use wasmpod_e2e::cri::pod::container_config;
 use wasmpod_e2e::cri::{CriClient, Pod, RUNC_HANDLER, WASM_HANDLER};
-use wasmpod_e2e::{Env, BUSYBOX_IMAGE, RUNC_RUNTIME, WASM_IMAGE, WASM_RUNTIME};
+use wasmpod_e2e::engine::ENGINES;
+use wasmpod_e2e::{Engine, Env, BUSYBOX_IMAGE, RUNC_RUNTIME, WASM_IMAGE, WASM_RUNTIME};
 
 struct Subject {
-    name: &'static str,
+    name: String,
     /// A runtime name (`ctr`) or a CRI handler.
-    runtime: &'static str,
+    runtime: String,
     wasm: bool,
+    /// Empty this engine's compile cache before each run.
+    cold: Option<&'static str>,
     args: &'static [&'static str],
     samples: Vec<Duration>,
 }
 
 impl Subject {
-    fn new(
-        name: &'static str,
-        runtime: &'static str,
-        wasm: bool,
-        args: &'static [&'static str],
-    ) -> Self {
+    fn new(name: &str, runtime: &str, wasm: bool, args: &'static [&'static str]) -> Self {
         Subject {
-            name,
-            runtime,
+            name: name.to_string(),
+            runtime: runtime.to_string(),
             wasm,
+            cold: None,
             args,
             samples: Vec::new(),
         }
+    }
+
+    fn cold(mut self, engine: &'static str) -> Self {
+        self.cold = Some(engine);
+        self
     }
 }
 
@@ -50,11 +56,21 @@ fn main() -> Result<()> {
         .unwrap_or(30);
     let mut env = Env::start().context("starting a private containerd")?;
     env.require_shim()?;
-    let mut ctr_subjects = [
-        Subject::new("wasmpod wasm hello", WASM_RUNTIME, true, HELLO),
-        Subject::new("wasmpod native echo", WASM_RUNTIME, false, ECHO),
-        Subject::new("runc native echo", RUNC_RUNTIME, false, ECHO),
-    ];
+    let mut ctr_subjects = Vec::new();
+    for engine in ENGINES {
+        let runtime = Engine::new(engine)?.runtime();
+        let warm = format!("{engine} wasm hello warm");
+        ctr_subjects.push(Subject::new(&warm, &runtime, true, HELLO));
+        let cold = format!("{engine} wasm hello cold");
+        ctr_subjects.push(Subject::new(&cold, &runtime, true, HELLO).cold(engine));
+    }
+    ctr_subjects.push(Subject::new(
+        "wasmpod native echo",
+        WASM_RUNTIME,
+        false,
+        ECHO,
+    ));
+    ctr_subjects.push(Subject::new("runc native echo", RUNC_RUNTIME, false, ECHO));
     let mut cri_subjects = [
         Subject::new("wasmpod wasm hello", WASM_HANDLER, true, HELLO),
         Subject::new("wasmpod native echo", WASM_HANDLER, false, ECHO),
@@ -80,11 +96,21 @@ fn main() -> Result<()> {
 fn bench_ctr(env: &Env, runs: usize, subjects: &mut [Subject]) -> Result<()> {
     let wasm_image = env.wasm_image()?.to_string();
     let busybox = env.busybox_image()?.to_string();
+    // The shims' compile cache (see `Containerd::start`).
+    let cache_root = env.containerd().base().join("module-cache");
     for round in 0..=runs {
         for s in subjects.iter_mut() {
             let image = if s.wasm { &wasm_image } else { &busybox };
+            if let Some(engine) = s.cold {
+                match std::fs::remove_dir_all(cache_root.join(engine)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        bail!("emptying the {engine} cache: {e}")
+                    }
+                    _ => {}
+                }
+            }
             let id = env.unique_id("bench");
-            let out = env.ctr().run_rm(s.runtime, image, &id, s.args)?;
+            let out = env.ctr().run_rm(&s.runtime, image, &id, s.args)?;
             ensure!(out.success(), "{}: {out}", s.name);
             if round > 0 {
                 s.samples.push(out.elapsed);
@@ -112,7 +138,7 @@ fn bench_cri(env: &Env, runs: usize, subjects: &mut [Subject]) -> Result<()> {
 fn pod_start(cri: &CriClient, env: &Env, s: &Subject) -> Result<Duration> {
     let image = if s.wasm { WASM_IMAGE } else { BUSYBOX_IMAGE };
     let started = Instant::now();
-    let mut pod = Pod::run(cri, "bench", s.runtime, &env.pod_logs_root())?;
+    let mut pod = Pod::run(cri, "bench", &s.runtime, &env.pod_logs_root())?;
     let id = pod.start(&container_config("bench", image, s.args))?;
     let deadline = started + Duration::from_secs(30);
     let elapsed = loop {
@@ -142,7 +168,7 @@ fn report(title: &str, subjects: &mut [Subject]) {
         let m = median(&mut s.samples);
         let min = s.samples.first().copied().unwrap_or_default();
         println!(
-            "  {:<22} median {:>7.1} ms  min {:>7.1} ms  ratio to runc {:.2}",
+            "  {:<26} median {:>7.1} ms  min {:>7.1} ms  ratio to runc {:.2}",
             s.name,
             ms(m),
             ms(min),
