@@ -21,21 +21,40 @@ use wasmer::sys::{Cranelift, EngineBuilder};
 use wasmer::{Engine, ExternType, Module};
 use wasmpod_runtime::{EngineError, GuestContext, WasmEngine};
 
+/// The engine adapter. It holds no wasmer engine: each compiled or loaded module gets its own
+/// (see [`WasmerModule`]).
 #[derive(Clone)]
 pub struct Wasmer {
-    engine: Engine,
     /// Cached: [`artifact::compatibility_key`] is asked for on every cache lookup.
     key: String,
 }
 
+/// A loaded module with the engine that holds its code.
+///
+/// A wasmer engine keeps the machine code of every module compiled or loaded through it until
+/// the engine itself is dropped (wasmer 7.4 never unmaps a module's code on its own). The shim
+/// is long-lived and compiles or loads a module on every Create, so one shared engine would grow
+/// with every container. Building an engine is cheap (a Cranelift ISA and the target's CPU
+/// features, no thread), so every module owns one, and its code goes away with it.
+#[derive(Clone)]
+pub struct WasmerModule {
+    // Declared first: dropped before the engine that holds its code.
+    module: Module,
+    engine: Engine,
+}
+
+fn engine() -> Engine {
+    EngineBuilder::new(Cranelift::new()).engine().into()
+}
+
 impl WasmEngine for Wasmer {
     const NAME: &'static str = "wasmer";
-    type Module = Module;
+    type Module = WasmerModule;
 
     fn new() -> Result<Self, EngineError> {
-        let engine: Engine = EngineBuilder::new(Cranelift::new()).engine().into();
-        let key = artifact::compatibility_key(&engine);
-        Ok(Self { engine, key })
+        Ok(Self {
+            key: artifact::compatibility_key(&engine()),
+        })
     }
 
     fn compatibility_key(&self) -> String {
@@ -45,34 +64,39 @@ impl WasmEngine for Wasmer {
     fn precompile(&self, source: &[u8]) -> Result<Vec<u8>, EngineError> {
         // `Module::new` takes wasm text as well as binary (wasmer's `wat` feature), and
         // validates before compiling.
+        let engine = engine();
         let module =
-            Module::new(&self.engine, source).map_err(|e| EngineError::Compile(e.to_string()))?;
+            Module::new(&engine, source).map_err(|e| EngineError::Compile(e.to_string()))?;
         let payload = module
             .serialize()
             .map_err(|e| EngineError::Other(format!("serializing module: {e}")))?;
         Ok(artifact::seal(&self.key, &payload))
     }
 
-    fn load(&self, path: &Path) -> Result<Module, EngineError> {
+    fn load(&self, path: &Path) -> Result<WasmerModule, EngineError> {
         let payload = artifact::open(&self.key, path)?;
+        let engine = engine();
         // SAFETY: `open` verified that these are exactly the bytes `precompile` serialized with
         // an engine of this compatibility key (digest over key and payload); wasmer still checks
         // its own header, version and the CPU features the code needs.
-        unsafe { Module::deserialize(&self.engine, payload) }.map_err(|e| EngineError::Load {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })
+        let module =
+            unsafe { Module::deserialize(&engine, payload) }.map_err(|e| EngineError::Load {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        Ok(WasmerModule { module, engine })
     }
 
-    fn function_exports(&self, module: &Module) -> Vec<String> {
+    fn function_exports(&self, module: &WasmerModule) -> Vec<String> {
         module
+            .module
             .exports()
             .filter(|e| matches!(e.ty(), ExternType::Function(_)))
             .map(|e| e.name().to_string())
             .collect()
     }
 
-    fn run(&self, module: &Module, guest: &GuestContext) -> Result<i32, EngineError> {
-        run::run(&self.engine, module, guest)
+    fn run(&self, module: &WasmerModule, guest: &GuestContext) -> Result<i32, EngineError> {
+        run::run(&module.engine, &module.module, guest)
     }
 }

@@ -291,6 +291,23 @@ fn child_runner() {
             std::fs::write(var("CHILD_RESULT"), format!("{before} {after}")).unwrap();
             std::process::exit(0);
         }
+        "maps" => {
+            // As the shim does on every Create: load, check the entry, drop.
+            let engine = Wasmer::new().unwrap();
+            let artifact = PathBuf::from(var("CHILD_ARTIFACT"));
+            let load_and_drop = || {
+                let module = engine.load(&artifact).unwrap();
+                check_entry(&engine, &module, None).unwrap();
+            };
+            load_and_drop();
+            let before = mappings();
+            for _ in 0..50 {
+                load_and_drop();
+            }
+            let after = mappings();
+            std::fs::write(var("CHILD_RESULT"), format!("{before} {after}")).unwrap();
+            std::process::exit(0);
+        }
         other => panic!("unknown child mode {other}"),
     }
 }
@@ -304,12 +321,19 @@ fn redirect_stdout_stderr(path: &Path) {
     }
 }
 
+fn mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .count()
+}
+
 fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
 }
 
-#[test]
-fn no_threads_after_new_and_load() {
+/// Runs child `mode` on a compiled testprog; returns its two counts.
+fn counts_in_child(mode: &str) -> (usize, usize) {
     let dir = tempfile::tempdir().unwrap();
     let engine = Wasmer::new().unwrap();
     let artifact = dir.path().join("m.bin");
@@ -318,7 +342,7 @@ fn no_threads_after_new_and_load() {
     let result = dir.path().join("result");
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child_runner", "--nocapture", "--test-threads=1"])
-        .env(CHILD, "threads")
+        .env(CHILD, mode)
         .env("CHILD_ARTIFACT", &artifact)
         .env("CHILD_RESULT", &result)
         .output()
@@ -326,9 +350,24 @@ fn no_threads_after_new_and_load() {
     assert!(out.status.success(), "{out:?}");
     let counts = std::fs::read_to_string(&result).unwrap();
     let (before, after) = counts.split_once(' ').unwrap();
+    (before.parse().unwrap(), after.parse().unwrap())
+}
+
+#[test]
+fn no_threads_after_new_and_load() {
+    let (before, after) = counts_in_child("threads");
     assert_eq!(
         before, after,
         "threads before and after Wasmer::new() + load()"
+    );
+}
+
+#[test]
+fn loaded_modules_release_their_code() {
+    let (before, after) = counts_in_child("maps");
+    assert!(
+        after <= before + 4,
+        "memory mappings grew from {before} to {after} over 50 loads"
     );
 }
 
