@@ -1,7 +1,7 @@
 //! The shim's logger: containerd's FIFO logger (the bundle's `log` FIFO, which containerd copies
 //! into its own log), without the engine's per-call chatter.
 //!
-//! wasmtime-wasi logs every WASI call of a guest (`fd_write; fd=Fd(1) ...`) at info level: one
+//! wasmtime-wasi (and wasmer-wasix) log every WASI call of a guest (`fd_write; fd=Fd(1) ...`) at info level: one
 //! FIFO write per guest write would flood containerd's log and slow guests down. Records from
 //! the engine crates pass only at warn and above.
 
@@ -9,7 +9,14 @@ use containerd_shim::logger::FifoLogger;
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
 /// Targets (crate prefixes) held to [`ENGINE_LEVEL`].
-const ENGINE_TARGETS: &[&str] = &["wasmtime", "cranelift", "wasi_common", "wiggle"];
+const ENGINE_TARGETS: &[&str] = &[
+    "wasmtime",
+    "cranelift",
+    "wasi_common",
+    "wiggle",
+    "wasmer",
+    "virtual_",
+];
 const ENGINE_LEVEL: Level = Level::Warn;
 
 /// `RUST_LOG` overrides the default level (`info`, or `debug` with containerd's `-debug`).
@@ -67,6 +74,8 @@ mod tests {
         assert!(!passes(&meta("wasmtime_wasi::preview1", Level::Info)));
         assert!(!passes(&meta("cranelift_codegen::isa", Level::Debug)));
         assert!(passes(&meta("wasmtime_wasi::preview1", Level::Warn)));
+        assert!(!passes(&meta("wasmer_wasix::syscalls", Level::Info)));
+        assert!(!passes(&meta("virtual_fs::host_fs", Level::Debug)));
         assert!(passes(&meta("wasmpod_runtime::executor", Level::Info)));
         assert!(passes(&meta("libcontainer::process", Level::Debug)));
     }
