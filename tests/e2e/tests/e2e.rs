@@ -9,6 +9,8 @@ use wasmpod_e2e::runner;
 
 #[path = "../cases/bad_input.rs"]
 mod bad_input;
+#[path = "../cases/cache.rs"]
+mod cache;
 #[path = "../cases/cleanup.rs"]
 mod cleanup;
 #[path = "../cases/components.rs"]
@@ -47,6 +49,7 @@ fn main() {
     all.extend(runc::cases());
     all.extend(wasm::cases());
     all.extend(components::cases());
+    all.extend(cache::cases());
     all.extend(native::cases());
     all.extend(bad_input::cases());
     all.extend(signals::cases());
