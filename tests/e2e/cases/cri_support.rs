@@ -13,6 +13,8 @@ use wasmpod_e2e::cri::{logs, CriClient, Pod};
 use wasmpod_e2e::leaks::{self, wait_until};
 use wasmpod_e2e::{mounts, Env};
 
+use crate::support::{proc_stat, task_pid};
+
 /// How long a container may take to reach a state (image unpack, module compile, 2 cores).
 pub(crate) const STATE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -87,24 +89,13 @@ pub(crate) fn read_log(path: &Path, expect: &str) -> Result<(String, String)> {
 
 /// The host pid of a running container's init, from `ctr -n k8s.io task ls`.
 pub(crate) fn init_pid(env: &Env, id: &str) -> Result<u32> {
-    let out = env.cri_ctr().run(&["task", "ls"])?.ok()?;
-    out.stdout
-        .lines()
-        .find_map(|line| {
-            let mut cols = line.split_whitespace();
-            (cols.next() == Some(id)).then(|| cols.next()?.parse().ok())?
-        })
-        .with_context(|| format!("task {id} not in `ctr task ls`:\n{}", out.stdout))
+    task_pid(&env.cri_ctr(), id)
 }
 
 /// The parent pid of `pid`.
 pub(crate) fn ppid(pid: u32) -> Result<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after_comm = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    after_comm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
+    proc_stat(pid)
+        .map(|(_, ppid, _)| ppid)
         .with_context(|| format!("no ppid in /proc/{pid}/stat"))
 }
 

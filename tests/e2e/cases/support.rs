@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use wasmpod_e2e::leaks::{self, wait_until};
 
-use wasmpod_e2e::{CmdOutput, Env, Running};
+use wasmpod_e2e::{CmdOutput, Ctr, Env, Running};
 
 /// How long a container may take to reach RUNNING (image unpack, module compile, 2 cores).
 pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -180,7 +180,12 @@ pub(crate) fn kill_and_wait(
 
 /// The PID column of `ctr task ls` for task `id`.
 pub(crate) fn task_ls_pid(env: &Env, id: &str) -> Result<u32> {
-    let out = env.ctr().run(&["task", "ls"])?.ok()?;
+    task_pid(env.ctr(), id)
+}
+
+/// The PID column of `ctr task ls` for task `id`, in `ctr`'s namespace.
+pub(crate) fn task_pid(ctr: &Ctr, id: &str) -> Result<u32> {
+    let out = ctr.run(&["task", "ls"])?.ok()?;
     let pid = out.stdout.lines().skip(1).find_map(|line| {
         let cols: Vec<&str> = line.split_whitespace().collect();
         (cols.first() == Some(&id)).then(|| cols.get(1).and_then(|p| p.parse().ok()))?
