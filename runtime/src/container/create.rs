@@ -107,9 +107,10 @@ fn create_on_rootfs<E: WasmEngine>(
         workload,
         exec_process: None,
     };
-    let pid = zygote.create(&request, opts.oom_report)?;
+    let spawned = zygote.create(&request, opts.oom_report)?;
+    log_zygote_module(opts.id, wasm, spawned.module_reused);
     Ok(Created {
-        pid,
+        pid: spawned.pid,
         wasm,
         reason: decision.reason,
         rootfs: rootfs.to_path_buf(),
@@ -162,6 +163,15 @@ pub(super) fn prepare<E: WasmEngine>(
         func,
     };
     Ok((prepared, true))
+}
+
+/// Whether the zygote found the module already loaded (`zygote=reused`) or loaded it for this
+/// container (`zygote=loaded`); either way the container's process inherits it.
+pub(super) fn log_zygote_module(id: &str, wasm: bool, reused: bool) {
+    if wasm {
+        let zygote = if reused { "reused" } else { "loaded" };
+        tracing::info!(id, zygote, "module ready before the container process");
+    }
 }
 
 /// systemd's `slice:prefix:name` cgroupsPath form, on a host that runs systemd.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Process;
 
-use super::create::{prepare, uses_systemd_cgroups, CreateError, Created};
+use super::create::{log_zygote_module, prepare, uses_systemd_cgroups, CreateError, Created};
 use crate::cache::ModuleCache;
 use crate::detect::detect;
 use crate::engine::WasmEngine;
@@ -64,9 +64,10 @@ pub fn exec<E: WasmEngine>(
         workload,
         exec_process: Some(path),
     };
-    let pid = zygote.create(&request, None)?;
+    let spawned = zygote.create(&request, None)?;
+    log_zygote_module(opts.id, wasm, spawned.module_reused);
     Ok(Created {
-        pid,
+        pid: spawned.pid,
         wasm,
         reason: decision.reason,
         rootfs,

@@ -6,6 +6,7 @@
 //! forks one short-lived worker per container. Workers run concurrently, and the container's
 //! init is reparented to the shim (a child subreaper) when its worker exits.
 
+mod prepared;
 mod protocol;
 mod worker;
 
@@ -35,6 +36,14 @@ pub enum ZygoteError {
     NoReply,
     #[error("{0}")]
     Create(String),
+}
+
+/// A container's init, as a zygote worker created it.
+#[derive(Debug, Clone, Copy)]
+pub struct Spawned {
+    pub pid: i32,
+    /// The wasm module was already loaded in the zygote, so nothing was loaded for this one.
+    pub module_reused: bool,
 }
 
 /// The shim's handle on its zygote.
@@ -77,13 +86,13 @@ impl Zygote {
         self.pid
     }
 
-    /// Creates a container through a zygote worker; returns its init pid. `oom_report` (see
-    /// [`crate::oom`]) is passed on to the container's init.
+    /// Creates a container through a zygote worker. `oom_report` (see [`crate::oom`]) is passed
+    /// on to the container's init.
     pub fn create(
         &self,
         request: &CreateRequest,
         oom_report: Option<BorrowedFd<'_>>,
-    ) -> Result<i32, ZygoteError> {
+    ) -> Result<Spawned, ZygoteError> {
         let body = serde_json::to_vec(request).map_err(|e| ZygoteError::Protocol(e.to_string()))?;
         let (reply_ours, reply_theirs) = seqpacket_pair().map_err(ZygoteError::Io)?;
         let mut fds = vec![reply_theirs.as_raw_fd()];
@@ -110,7 +119,7 @@ impl Zygote {
             return Err(ZygoteError::NoReply);
         }
         match serde_json::from_slice(&buf[..n]).map_err(|e| ZygoteError::Protocol(e.to_string()))? {
-            CreateReply::Created { pid } => Ok(pid),
+            CreateReply::Created { pid, module_reused } => Ok(Spawned { pid, module_reused }),
             CreateReply::Failed { error } => Err(ZygoteError::Create(error)),
         }
     }

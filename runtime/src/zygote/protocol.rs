@@ -38,6 +38,12 @@ pub enum PreparedWorkload {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum CreateReply {
-    Created { pid: i32 },
-    Failed { error: String },
+    Created {
+        pid: i32,
+        /// The wasm module was already loaded in the zygote for an earlier container.
+        module_reused: bool,
+    },
+    Failed {
+        error: String,
+    },
 }

@@ -9,6 +9,7 @@ use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::sys::socket::{send, MsgFlags};
 use nix::unistd::{fork, ForkResult};
 
+use super::prepared::{Prepared, WasmParts};
 use super::protocol::{CreateReply, CreateRequest, PreparedWorkload};
 use crate::engine::WasmEngine;
 use crate::executor::WorkloadExecutor;
@@ -23,6 +24,8 @@ pub(super) fn serve<E: WasmEngine>(socket: OwnedFd) -> ! {
         let _ = signal(Signal::SIGCHLD, SigHandler::SigIgn);
     }
     detach_stdio();
+    let mut prepared = Prepared::<E>::new();
+    prepared.warm();
     loop {
         let received = match super::receive(&socket) {
             Ok(Some(message)) => message,
@@ -32,18 +35,31 @@ pub(super) fn serve<E: WasmEngine>(socket: OwnedFd) -> ! {
         let Some(reply) = received.reply else {
             continue;
         };
-        // SAFETY: the zygote is single-threaded.
+        // The zygote builds what the worker runs, so the next container inherits it too.
+        let job = match parse(&received.body).and_then(|r| prepare(&mut prepared, r)) {
+            Ok(job) => job,
+            Err(error) => {
+                send_reply(&reply, &CreateReply::Failed { error });
+                continue;
+            }
+        };
+        let threads = threads_of_self();
+        if threads != 1 {
+            let error =
+                format!("zygote has {threads} threads after preparing a module; refusing to fork");
+            send_reply(&reply, &CreateReply::Failed { error });
+            continue;
+        }
+        // SAFETY: the zygote is single-threaded (checked just above).
         match unsafe { fork() } {
             Ok(ForkResult::Child) => {
                 drop(socket);
-                let outcome = handle::<E>(&received.body, received.oom_report);
-                let message = match outcome {
-                    Ok(pid) => CreateReply::Created { pid },
+                let module_reused = job.wasm.as_ref().is_some_and(|w| w.parts.reused);
+                let message = match handle(job, received.oom_report) {
+                    Ok(pid) => CreateReply::Created { pid, module_reused },
                     Err(error) => CreateReply::Failed { error },
                 };
-                if let Ok(bytes) = serde_json::to_vec(&message) {
-                    let _ = send(reply.as_raw_fd(), &bytes, MsgFlags::empty());
-                }
+                send_reply(&reply, &message);
                 unsafe { libc::_exit(0) }
             }
             Ok(ForkResult::Parent { .. }) => {
@@ -51,15 +67,21 @@ pub(super) fn serve<E: WasmEngine>(socket: OwnedFd) -> ! {
                 drop(received.oom_report);
             }
             Err(e) => {
-                let message = CreateReply::Failed {
-                    error: format!("zygote cannot fork a container worker: {e}"),
-                };
-                if let Ok(bytes) = serde_json::to_vec(&message) {
-                    let _ = send(reply.as_raw_fd(), &bytes, MsgFlags::empty());
-                }
+                let error = format!("zygote cannot fork a container worker: {e}");
+                send_reply(&reply, &CreateReply::Failed { error });
             }
         }
     }
+}
+
+fn send_reply(reply: &OwnedFd, message: &CreateReply) {
+    if let Ok(bytes) = serde_json::to_vec(message) {
+        let _ = send(reply.as_raw_fd(), &bytes, MsgFlags::empty());
+    }
+}
+
+fn parse(body: &[u8]) -> Result<CreateRequest, String> {
+    serde_json::from_slice(body).map_err(|e| format!("bad zygote request: {e}"))
 }
 
 /// The zygote must not hold containerd's pipes: `start` waits for EOF on the shim's stdout.
@@ -79,15 +101,55 @@ pub(super) fn threads_of_self() -> usize {
     std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
 }
 
+/// A request with its workload made ready in the zygote.
+struct Job<E: WasmEngine> {
+    request: CreateRequest,
+    wasm: Option<WasmJob<E>>,
+}
+
+struct WasmJob<E: WasmEngine> {
+    parts: WasmParts<E>,
+    module_path: String,
+    func: Option<String>,
+}
+
+fn prepare<E: WasmEngine>(
+    prepared: &mut Prepared<E>,
+    request: CreateRequest,
+) -> Result<Job<E>, String> {
+    let wasm = match &request.workload {
+        PreparedWorkload::Native => None,
+        PreparedWorkload::Wasm {
+            artifact,
+            module_path,
+            func,
+        } => Some(WasmJob {
+            parts: prepared.wasm(artifact)?,
+            module_path: module_path.clone(),
+            func: func.clone(),
+        }),
+    };
+    Ok(Job { request, wasm })
+}
+
 /// Builds one container in this freshly forked worker; returns the init pid.
-fn handle<E: WasmEngine>(body: &[u8], oom_report: Option<OwnedFd>) -> Result<i32, String> {
+fn handle<E: WasmEngine>(job: Job<E>, oom_report: Option<OwnedFd>) -> Result<i32, String> {
     // SAFETY: restore default SIGCHLD so libcontainer can wait for its intermediate process.
     unsafe {
         let _ = signal(Signal::SIGCHLD, SigHandler::SigDfl);
     }
-    let request: CreateRequest =
-        serde_json::from_slice(body).map_err(|e| format!("bad zygote request: {e}"))?;
-    let executor = prepare::<E>(&request.workload, oom_report)?;
+    let request = job.request;
+    let executor = match job.wasm {
+        None => WorkloadExecutor::Native,
+        Some(wasm) => WorkloadExecutor::Wasm {
+            engine: wasm.parts.engine,
+            module: wasm.parts.module,
+            module_path: wasm.module_path,
+            func: wasm.func,
+            seccomp: wasm.parts.seccomp,
+            oom_report: oom_report.map(std::sync::Arc::new),
+        },
+    };
     let stdio =
         Stdio::open(&request.stdin, &request.stdout, &request.stderr).map_err(|e| e.to_string())?;
 
@@ -99,32 +161,6 @@ fn handle<E: WasmEngine>(body: &[u8], oom_report: Option<OwnedFd>) -> Result<i32
         ));
     }
     build(&request, executor, stdio).map_err(|e| format!("creating container: {e}"))
-}
-
-fn prepare<E: WasmEngine>(
-    workload: &PreparedWorkload,
-    oom_report: Option<OwnedFd>,
-) -> Result<WorkloadExecutor<E>, String> {
-    match workload {
-        PreparedWorkload::Native => Ok(WorkloadExecutor::Native),
-        PreparedWorkload::Wasm {
-            artifact,
-            module_path,
-            func,
-        } => {
-            let engine = E::new().map_err(|e| e.to_string())?;
-            let module = engine.load(artifact).map_err(|e| e.to_string())?;
-            let seccomp = crate::seccomp::guest_filter().map_err(|e| e.to_string())?;
-            Ok(WorkloadExecutor::Wasm {
-                engine,
-                module,
-                module_path: module_path.clone(),
-                func: func.clone(),
-                seccomp,
-                oom_report: oom_report.map(std::sync::Arc::new),
-            })
-        }
-    }
 }
 
 fn build<E: WasmEngine>(

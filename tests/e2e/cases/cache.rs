@@ -1,25 +1,32 @@
 //! The node's compile cache seen from containerd: a second start of a module does not compile
-//! it, and a corrupted entry is compiled again without failing the container.
+//! it, a corrupted entry is compiled again without failing the container, and a full cache
+//! evicts its least recently used entries.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, ensure, Context, Result};
 use sha2::{Digest, Sha256};
-use wasmpod_e2e::leaks::wait_until;
 use wasmpod_e2e::{cases, Case, Env};
 
+use crate::support::shim_log_field;
+
 pub fn cases() -> Vec<Case> {
-    cases![cache_second_start_hits_and_corruption_recompiles]
+    cases![
+        cache_second_start_hits_and_corruption_recompiles,
+        cache_full_evicts_least_recently_used
+    ]
 }
 
 const MODULE: &str = "/testprog.wasm";
 const FIXTURE: &str = "wasm/testprog.wasm";
+const OTHER_MODULE: &str = "/hello.wasm";
+const OTHER_FIXTURE: &str = "wasm/hello.wasm";
 
-/// The cache entry of `FIXTURE` for this run's engine (`<sha256>-<compat>.bin`, see
+/// The cache entry of `fixture` for this run's engine (`<sha256>-<compat>.bin`, see
 /// `runtime/src/cache`), under the private containerd's `WASMPOD_CACHE_DIR`.
-fn entry(env: &Env) -> Result<Option<PathBuf>> {
-    let source = std::fs::read(env.fixtures_dir().join(FIXTURE))?;
+fn entry(env: &Env, fixture: &str) -> Result<Option<PathBuf>> {
+    let source = std::fs::read(env.fixtures_dir().join(fixture))?;
     let prefix = format!("{}-", hex(&Sha256::digest(&source)));
     let dir = env
         .containerd()
@@ -40,31 +47,24 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The cache verdict the shim logged for container `id` (`cache=...` of "module prepared"; the
-/// shim quotes string fields and containerd escapes the quotes).
+/// The cache verdict the shim logged for container `id` (`cache=...` of "module prepared").
 fn verdict(env: &Env, id: &str) -> Result<String> {
-    let mut found = None;
-    wait_until(Duration::from_secs(5), || {
-        let log = std::fs::read_to_string(env.containerd().log_path()).unwrap_or_default();
-        found = log
-            .lines()
-            .find(|l| l.contains("module prepared id=") && l.contains(id))
-            .and_then(|l| l.split_once("cache=").map(|(_, rest)| rest.to_string()))
-            .map(|v| v.trim_start_matches(['\\', '"']).to_string());
-        found.is_some()
-    });
-    found.with_context(|| format!("no \"module prepared\" line for {id} in containerd.log"))
+    shim_log_field(env, "module prepared", id, "cache")
 }
 
 fn run_ok(env: &Env, name: &str) -> Result<String> {
+    run_module_ok(env, name, MODULE)
+}
+
+fn run_module_ok(env: &Env, name: &str, module: &str) -> Result<String> {
     let id = env.unique_id(name);
+    let args: &[&str] = if module == MODULE {
+        &[MODULE, "exit", "0"]
+    } else {
+        &[module]
+    };
     env.ctr()
-        .run_rm(
-            &env.runtime(),
-            env.wasm_image()?,
-            &id,
-            &[MODULE, "exit", "0"],
-        )?
+        .run_rm(&env.runtime(), env.wasm_image()?, &id, args)?
         .ok()?;
     Ok(id)
 }
@@ -72,7 +72,7 @@ fn run_ok(env: &Env, name: &str) -> Result<String> {
 fn cache_second_start_hits_and_corruption_recompiles(env: &Env) -> Result<()> {
     env.require_shim()?;
     run_ok(env, "cache-first")?;
-    let Some(path) = entry(env)? else {
+    let Some(path) = entry(env, FIXTURE)? else {
         bail!("no cache entry for {FIXTURE} after a start");
     };
 
@@ -93,4 +93,45 @@ fn cache_second_start_hits_and_corruption_recompiles(env: &Env) -> Result<()> {
     let len = std::fs::metadata(&path)?.len();
     ensure!(len > 1000, "the entry was not rewritten: {len} bytes");
     Ok(())
+}
+
+/// On a containerd whose shims allow the cache 1 byte, so any second entry overflows it: a
+/// module not used for a while is evicted when another is compiled, the entry just written and
+/// entries used within the in-use grace stay, and the evicted module compiles again on its next
+/// start and still runs.
+fn cache_full_evicts_least_recently_used(shared: &Env) -> Result<()> {
+    let mut env = Env::with_shim_env(shared.shim_dir(), &[("WASMPOD_CACHE_MAX_BYTES", "1")])
+        .context("starting a private containerd with a 1-byte module cache")?;
+    env.require_shim()?;
+    run_module_ok(&env, "evict-old", OTHER_MODULE)?;
+    let old = entry(&env, OTHER_FIXTURE)?.context("no cache entry after the first start")?;
+    // As if last used two minutes ago: past the grace that protects entries being handed out.
+    let long_ago = SystemTime::now() - Duration::from_secs(120);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)?
+        .set_modified(long_ago)?;
+
+    let new_id = run_ok(&env, "evict-new")?;
+    ensure!(
+        verdict(&env, &new_id)?.starts_with("miss"),
+        "the second module should have been compiled"
+    );
+    let new = entry(&env, FIXTURE)?.context("the new entry was not kept")?;
+    ensure!(new.exists());
+    ensure!(!old.exists(), "{} was not evicted", old.display());
+    let name = old.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let log = std::fs::read_to_string(env.containerd().log_path())?;
+    ensure!(
+        log.lines()
+            .any(|l| l.contains("evicted least recently used module") && l.contains(name)),
+        "no eviction of {name} in containerd.log"
+    );
+
+    // The evicted module compiles again; the entry written a moment ago is within the grace.
+    let again = run_module_ok(&env, "evict-again", OTHER_MODULE)?;
+    let v = verdict(&env, &again)?;
+    ensure!(v.starts_with("miss"), "after eviction: cache={v}");
+    ensure!(new.exists(), "an entry within the in-use grace was evicted");
+    env.stop_gracefully()
 }

@@ -374,3 +374,22 @@ pub(crate) fn sleepers(env: &Env) -> Result<[(&'static str, &str, &'static [&'st
         ),
     ])
 }
+
+/// The value of `field` in the shim's log line `message` about container `id`, from
+/// containerd's log (the shim quotes string fields and containerd escapes the quotes). Waits a
+/// little: the line may still be on its way through the shim's log FIFO.
+pub fn shim_log_field(env: &Env, message: &str, id: &str, field: &str) -> Result<String> {
+    let mut found = None;
+    let prefix = format!("{message} id=");
+    let key = format!("{field}=");
+    wait_until(Duration::from_secs(5), || {
+        let log = std::fs::read_to_string(env.containerd().log_path()).unwrap_or_default();
+        found = log
+            .lines()
+            .find(|l| l.contains(&prefix) && l.contains(id))
+            .and_then(|l| l.split_once(key.as_str()).map(|(_, rest)| rest.to_string()))
+            .map(|v| v.trim_start_matches(['\\', '"']).to_string());
+        found.is_some()
+    });
+    found.with_context(|| format!("no \"{message}\" line for {id} in containerd.log"))
+}

@@ -36,12 +36,20 @@ pub struct Containerd {
     pid: u32,
     ctr: Ctr,
     ready: bool,
+    /// Set in the daemon's environment, which its shims inherit.
+    shim_env: Vec<(String, String)>,
 }
 
 impl Containerd {
     /// Starts containerd with `shim_dir` first on its `PATH` and waits until it answers.
     /// With `E2E_KEEP_BASE` set, the base directory is kept after stopping (for debugging).
     pub fn start(shim_dir: &Path) -> Result<Self> {
+        Self::start_with_env(shim_dir, &[])
+    }
+
+    /// [`Containerd::start`] with `shim_env` added to the daemon's environment, which its
+    /// shims inherit (e.g. `WASMPOD_CACHE_MAX_BYTES`).
+    pub fn start_with_env(shim_dir: &Path, shim_env: &[(&str, &str)]) -> Result<Self> {
         let containerd = paths::require_binary("containerd", "apt-get install containerd")?;
         let ctr_bin = paths::require_binary("ctr", "apt-get install containerd")?;
         paths::require_binary("runc", "apt-get install runc")?;
@@ -83,6 +91,10 @@ impl Containerd {
             network,
             base_path,
             ready: false,
+            shim_env: shim_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         daemon.spawn()?;
         Ok(daemon)
@@ -102,6 +114,7 @@ impl Containerd {
             .env("PATH", search_path(&self.shim_dir))
             // Shims inherit it: each run gets its own compiled-module cache.
             .env("WASMPOD_CACHE_DIR", self.base_path.join("module-cache"))
+            .envs(self.shim_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("duplicating the log file")?)
             .stderr(log)

@@ -42,9 +42,14 @@ impl Env {
 
     /// Starts containerd with `shim_dir` first on its PATH.
     pub fn with_shim_dir(shim_dir: &Path) -> Result<Self> {
+        Self::with_shim_env(shim_dir, &[])
+    }
+
+    /// An environment whose containerd passes `shim_env` on to its shims.
+    pub fn with_shim_env(shim_dir: &Path, shim_env: &[(&str, &str)]) -> Result<Self> {
         let engine = Engine::from_env()?;
         Ok(Env {
-            containerd: Containerd::start(shim_dir)?,
+            containerd: Containerd::start_with_env(shim_dir, shim_env)?,
             shim_dir: shim_dir.to_path_buf(),
             fixtures: paths::fixtures_dir(),
             busybox: OnceLock::new(),

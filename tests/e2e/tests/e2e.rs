@@ -39,6 +39,8 @@ mod runc;
 mod signals;
 #[path = "../cases/spec_features.rs"]
 mod spec_features;
+#[path = "../cases/start_path.rs"]
+mod start_path;
 #[path = "../cases/support.rs"]
 mod support;
 #[path = "../cases/wasm.rs"]
@@ -62,5 +64,6 @@ fn main() {
     all.extend(cri_pod::cases());
     all.extend(cri_limits::cases());
     all.extend(cri_restart::cases());
+    all.extend(start_path::cases());
     runner::main(all);
 }

@@ -1,0 +1,210 @@
+//! What the zygote keeps ready between containers, so a worker forks with it in memory instead
+//! of building it again: the engine, recently used modules and the guest seccomp filter.
+//!
+//! Everything here is built in the zygote itself, which must stay single-threaded: loading an
+//! artifact maps it and starts no thread, and the caller checks the thread count after each
+//! request before forking. Nothing is ever compiled here; the shim compiled it into the cache.
+
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use seccompiler::BpfProgram;
+
+use crate::engine::WasmEngine;
+
+/// Modules kept loaded; the oldest is dropped beyond this.
+const MODULES_KEPT: usize = 16;
+
+/// A cache entry's identity. Entries are replaced by rename, never rewritten in place, so a
+/// new entry is a new inode; the open file keeps the inode number from being reused while the
+/// module is kept. (The mtime is no part of it: every cache hit refreshes it.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ArtifactId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+}
+
+struct Kept<M> {
+    id: ArtifactId,
+    _file: File,
+    module: M,
+}
+
+pub(super) struct Prepared<E: WasmEngine> {
+    engine: Option<E>,
+    /// Most recently used last.
+    modules: Vec<Kept<E::Module>>,
+    seccomp: Option<BpfProgram>,
+}
+
+/// What a worker needs to run one wasm container.
+pub(super) struct WasmParts<E: WasmEngine> {
+    pub engine: E,
+    pub module: E::Module,
+    pub seccomp: BpfProgram,
+    /// Whether the module was already loaded by an earlier container.
+    pub reused: bool,
+}
+
+impl<E: WasmEngine> Prepared<E> {
+    pub fn new() -> Self {
+        Self {
+            engine: None,
+            modules: Vec::new(),
+            seccomp: None,
+        }
+    }
+
+    /// Builds the engine and the seccomp filter ahead of the first wasm container; an error
+    /// here is reported to that container instead.
+    pub fn warm(&mut self) {
+        let _ = self.engine();
+        let _ = self.seccomp();
+    }
+
+    fn engine(&mut self) -> Result<E, String> {
+        if let Some(engine) = &self.engine {
+            return Ok(engine.clone());
+        }
+        let engine = E::new().map_err(|e| e.to_string())?;
+        Ok(self.engine.insert(engine).clone())
+    }
+
+    fn seccomp(&mut self) -> Result<BpfProgram, String> {
+        if let Some(filter) = &self.seccomp {
+            return Ok(filter.clone());
+        }
+        let filter = crate::seccomp::guest_filter().map_err(|e| e.to_string())?;
+        Ok(self.seccomp.insert(filter).clone())
+    }
+
+    /// The engine, the module loaded from `artifact` and the seccomp filter, building each on
+    /// first use only.
+    pub fn wasm(&mut self, artifact: &Path) -> Result<WasmParts<E>, String> {
+        let engine = self.engine()?;
+        let seccomp = self.seccomp()?;
+        let (module, reused) = self.module(&engine, artifact)?;
+        Ok(WasmParts {
+            engine,
+            module,
+            seccomp,
+            reused,
+        })
+    }
+
+    fn module(&mut self, engine: &E, artifact: &Path) -> Result<(E::Module, bool), String> {
+        let file = File::open(artifact).map_err(|e| format!("{}: {e}", artifact.display()))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| format!("{}: {e}", artifact.display()))?;
+        let id = ArtifactId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+        };
+        if let Some(pos) = self.modules.iter().position(|k| k.id == id) {
+            let kept = self.modules.remove(pos);
+            let module = kept.module.clone();
+            self.modules.push(kept);
+            return Ok((module, true));
+        }
+        let module = engine.load(artifact).map_err(|e| e.to_string())?;
+        if self.modules.len() >= MODULES_KEPT {
+            self.modules.remove(0);
+        }
+        self.modules.push(Kept {
+            id,
+            _file: file,
+            module: module.clone(),
+        });
+        Ok((module, false))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{EngineError, GuestContext};
+
+    /// Loads an artifact as its text: enough to see which file a kept module came from.
+    #[derive(Clone)]
+    struct TextEngine;
+
+    impl WasmEngine for TextEngine {
+        const NAME: &'static str = "text";
+        type Module = String;
+        fn new() -> Result<Self, EngineError> {
+            Ok(Self)
+        }
+        fn compatibility_key(&self) -> String {
+            "text".into()
+        }
+        fn precompile(&self, source: &[u8]) -> Result<Vec<u8>, EngineError> {
+            Ok(source.to_vec())
+        }
+        fn load(&self, artifact: &Path) -> Result<String, EngineError> {
+            std::fs::read_to_string(artifact).map_err(|e| EngineError::Other(e.to_string()))
+        }
+        fn function_exports(&self, _: &String) -> Vec<String> {
+            Vec::new()
+        }
+        fn run(&self, _: &String, _: &GuestContext) -> Result<i32, EngineError> {
+            Ok(0)
+        }
+    }
+
+    fn load(prepared: &mut Prepared<TextEngine>, path: &Path) -> (String, bool) {
+        let parts = prepared.wasm(path).unwrap();
+        (parts.module, parts.reused)
+    }
+
+    #[test]
+    fn same_entry_is_reused_and_a_replaced_one_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.bin");
+        std::fs::write(&path, "one").unwrap();
+        let mut prepared = Prepared::<TextEngine>::new();
+        assert_eq!(load(&mut prepared, &path), ("one".into(), false));
+        assert_eq!(load(&mut prepared, &path), ("one".into(), true));
+
+        // The cache replaces entries by rename: a new inode.
+        let tmp = dir.path().join("tmp");
+        std::fs::write(&tmp, "two").unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        assert_eq!(load(&mut prepared, &path), ("two".into(), false));
+    }
+
+    #[test]
+    fn least_recently_used_module_is_dropped_beyond_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<_> = (0..=MODULES_KEPT)
+            .map(|i| {
+                let path = dir.path().join(format!("{i}.bin"));
+                std::fs::write(&path, i.to_string()).unwrap();
+                path
+            })
+            .collect();
+        let mut prepared = Prepared::<TextEngine>::new();
+        for path in &paths[..MODULES_KEPT] {
+            load(&mut prepared, path);
+        }
+        // Use the first again, so the second is now the oldest.
+        assert!(load(&mut prepared, &paths[0]).1);
+        load(&mut prepared, &paths[MODULES_KEPT]);
+        assert_eq!(prepared.modules.len(), MODULES_KEPT);
+        assert!(load(&mut prepared, &paths[0]).1);
+        assert!(!load(&mut prepared, &paths[1]).1, "the oldest was kept");
+    }
+
+    #[test]
+    fn missing_artifact_is_an_error_naming_it() {
+        let mut prepared = Prepared::<TextEngine>::new();
+        let err = prepared
+            .wasm(Path::new("/nonexistent/m.bin"))
+            .err()
+            .unwrap();
+        assert!(err.contains("/nonexistent/m.bin"), "{err}");
+    }
+}
