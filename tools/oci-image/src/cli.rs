@@ -54,7 +54,7 @@ impl Args {
 /// The outcome of parsing: either run, or print the help.
 #[derive(Debug, PartialEq)]
 pub enum Parsed {
-    Run(Args),
+    Run(Box<Args>),
     Help,
 }
 
@@ -108,7 +108,7 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Parsed> {
     if args.is_wasm() && args.busybox.is_some() {
         bail!("--busybox builds a rootfs image: it cannot be combined with wasm layers");
     }
-    Ok(Parsed::Run(args))
+    Ok(Parsed::Run(Box::new(args)))
 }
 
 fn file_spec(spec: &str) -> Result<(String, PathBuf)> {
