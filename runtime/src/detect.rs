@@ -1,5 +1,6 @@
 //! Deciding whether a container runs as wasm or as a native binary, explicitly and with a
-//! reason that goes to the log. Order: annotations, then the content of args[0] in the rootfs.
+//! reason that goes to the log. Order: a wasm layer of the container's image (read by the shim,
+//! [`from_image`]), then annotations and the content of args[0] in the rootfs ([`detect`]).
 
 use std::path::Path;
 
@@ -26,6 +27,17 @@ pub enum DetectError {
     FuncOnNative { path: String, func: String },
     #[error("{path} is not executable")]
     NotExecutable { path: String },
+    #[error("{origin} is not wasm: first bytes {head} (expected 00 61 73 6d)")]
+    NotWasmLayer { origin: String, head: String },
+}
+
+/// A wasm module taken from a wasm layer of the container's image, already read from
+/// containerd's content store and checked against its digest by the shim.
+#[derive(Debug, Clone)]
+pub struct ImageModule {
+    /// Where it came from, for the log and errors: `image layer sha256:… (application/wasm)`.
+    pub origin: String,
+    pub bytes: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +128,39 @@ pub fn detect(spec: &Spec, rootfs: &Path) -> Result<Decision, DetectError> {
         });
     }
     Ok(Decision { reason, ..decision })
+}
+
+/// The workload of a container whose image holds a wasm layer: that layer runs, whatever the
+/// rootfs holds. args[0] (without `#func`) stays the guest's argv[0], and `#func` picks an
+/// export, as for modules in the rootfs.
+pub fn from_image(spec: &Spec, module: &ImageModule) -> Result<Decision, DetectError> {
+    let arg0 = spec::args(spec).first().map(String::as_str).unwrap_or("");
+    let (path, func) = spec::split_entry(arg0);
+    let head = module.bytes.get(..8).unwrap_or(&module.bytes);
+    if !head.starts_with(WASM_MAGIC) {
+        return Err(DetectError::NotWasmLayer {
+            origin: module.origin.clone(),
+            head: if head.is_empty() {
+                "(none: the layer is empty)".to_string()
+            } else {
+                hex_head(head)
+            },
+        });
+    }
+    let (format, kind) = if head.get(4..8) == Some(CORE_VERSION) {
+        (WasmFormat::Binary, "core module")
+    } else {
+        (WasmFormat::Component, "component")
+    };
+    Ok(Decision {
+        reason: format!("{} ({kind}), argv[0] {path}", module.origin),
+        workload: Workload::Wasm {
+            path: path.to_string(),
+            func: func.map(str::to_string),
+            format,
+            source: module.bytes.clone(),
+        },
+    })
 }
 
 fn by_content(
@@ -277,6 +322,48 @@ mod tests {
         assert!(e.contains("not found in rootfs"), "{e}");
         let e = decide(&["tool#main"], &[]).unwrap_err().to_string();
         assert!(e.contains("native program"), "{e}");
+    }
+
+    #[test]
+    fn image_layer_wins_over_the_rootfs() {
+        let module = |bytes: &[u8]| ImageModule {
+            origin: "image layer sha256:ab (application/wasm)".to_string(),
+            bytes: bytes.to_vec(),
+        };
+        let spec = spec_with(&["/bin/tool#greet"], &[]);
+        let d = from_image(&spec, &module(b"\0asm\x01\0\0\0")).unwrap();
+        assert!(
+            d.reason.starts_with("image layer sha256:ab"),
+            "{}",
+            d.reason
+        );
+        match d.workload {
+            Workload::Wasm {
+                path, func, format, ..
+            } => assert_eq!(
+                (path.as_str(), func.as_deref(), format),
+                ("/bin/tool", Some("greet"), WasmFormat::Binary)
+            ),
+            w => panic!("{w:?}"),
+        }
+        let d = from_image(&spec, &module(b"\0asm\x0d\0\x01\0")).unwrap();
+        assert!(matches!(
+            d.workload,
+            Workload::Wasm {
+                format: WasmFormat::Component,
+                ..
+            }
+        ));
+        let e = from_image(&spec, &module(b"#!/bin/sh\n"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "image layer sha256:ab (application/wasm) is not wasm: first bytes \
+             23 21 2f 62 69 6e 2f 73 (expected 00 61 73 6d)"
+        );
+        let e = from_image(&spec, &module(b"")).unwrap_err().to_string();
+        assert!(e.contains("first bytes (none: the layer is empty)"), "{e}");
     }
 
     #[test]

@@ -134,6 +134,7 @@ pub fn run<E: WasmEngine>(flags: &Flags, zygote: &'static Zygote) -> anyhow::Res
     let service = Service::<E>::new(
         zygote,
         &flags.namespace,
+        &flags.address,
         Events::new(&ttrpc_address, flags.namespace.clone()),
         Arc::new(Lifetime::new(&flags.socket, exit.clone())),
     );

@@ -5,6 +5,7 @@ mod delete;
 mod events;
 mod exec;
 mod execs;
+mod image_layers;
 mod lifetime;
 mod logging;
 mod metrics;

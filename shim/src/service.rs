@@ -17,6 +17,7 @@ use wasmpod_runtime::{WasmEngine, Zygote};
 
 use crate::events::{exit_fields, timestamp, Events};
 use crate::execs::Execs;
+use crate::image_layers::ImageLayers;
 use crate::lifetime::Lifetime;
 use crate::tasks::{Task, Tasks};
 
@@ -29,6 +30,7 @@ pub struct Service<E: WasmEngine> {
     pub(crate) cache: ModuleCache,
     pub(crate) root: PathBuf,
     lifetime: Arc<Lifetime>,
+    image_layers: ImageLayers,
 }
 
 pub fn error(code: Code, msg: impl Into<String>) -> ttrpc::Error {
@@ -71,6 +73,7 @@ impl<E: WasmEngine> Service<E> {
     pub fn new(
         zygote: &'static Zygote,
         namespace: &str,
+        containerd_address: &str,
         events: Events,
         lifetime: Arc<Lifetime>,
     ) -> Self {
@@ -83,6 +86,7 @@ impl<E: WasmEngine> Service<E> {
             cache: ModuleCache::for_engine(E::NAME),
             root: container::state_root(namespace),
             lifetime,
+            image_layers: ImageLayers::new(containerd_address, namespace),
         }
     }
 
@@ -118,6 +122,10 @@ impl<E: WasmEngine> Service<E> {
             ));
         }
         let bundle = Path::new(&req.bundle);
+        let image_module = self
+            .image_layers
+            .module_for(&req.id, bundle, E::SUPPORTS_COMPONENTS)
+            .map_err(|e| error(Code::INVALID_ARGUMENT, e.to_string()))?;
         let mounts: Vec<RootfsMount> = req
             .rootfs
             .iter()
@@ -140,6 +148,7 @@ impl<E: WasmEngine> Service<E> {
             stdout: opt_path(&req.stdout),
             stderr: opt_path(&req.stderr),
             oom_report: Some(oom_report.fd()),
+            image_module: image_module.as_ref(),
         };
         let created =
             container::create(self.zygote, self.engine()?, &self.cache, &opts).map_err(|e| {

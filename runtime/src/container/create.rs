@@ -5,7 +5,7 @@ use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 
 use crate::cache::{ModuleCache, Outcome};
-use crate::detect::{detect, DetectError, WasmFormat, Workload};
+use crate::detect::{detect, from_image, DetectError, ImageModule, WasmFormat, Workload};
 use crate::engine::{EngineError, WasmEngine};
 use crate::mount::{mount_rootfs, unmount_all, MountError, RootfsMount};
 use crate::spec::{self, SpecError};
@@ -44,6 +44,8 @@ pub struct CreateOptions<'a> {
     pub stderr: Option<PathBuf>,
     /// Inherited by the container's init, which reports a memory-limit stop in it.
     pub oom_report: Option<BorrowedFd<'a>>,
+    /// The wasm layer of the container's image, when it has one: it runs instead of args[0].
+    pub image_module: Option<&'a ImageModule>,
 }
 
 #[derive(Debug)]
@@ -87,7 +89,10 @@ fn create_on_rootfs<E: WasmEngine>(
     spec: &oci_spec::runtime::Spec,
     rootfs: &Path,
 ) -> Result<Created, CreateError> {
-    let decision = detect(spec, rootfs)?;
+    let decision = match opts.image_module {
+        Some(module) => from_image(spec, module)?,
+        None => detect(spec, rootfs)?,
+    };
     tracing::info!(id = opts.id, reason = %decision.reason, "workload decision");
     let (workload, wasm) = prepare(engine, cache, opts.id, decision.workload)?;
 

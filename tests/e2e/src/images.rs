@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use wasmpod_oci_image::{busybox_image, ImageBuilder};
+use wasmpod_oci_image::{busybox_image, ImageBuilder, WasmImageBuilder};
 
 use crate::ctr::Ctr;
 
@@ -104,6 +104,115 @@ pub fn import(ctr: &Ctr, image: &ImageBuilder, tar: &Path) -> Result<String> {
         .write_tar(tar)
         .with_context(|| format!("writing {name} to {}", tar.display()))?;
     ctr.import(tar)?
+        .ok()
+        .with_context(|| format!("importing {name} ({digest})"))?;
+    let listed = ctr.run(&["images", "ls", "-q"])?.ok()?;
+    if !listed.stdout.lines().any(|l| l.trim() == name) {
+        bail!(
+            "{name} not listed after import; images: {:?}",
+            listed.stdout
+        );
+    }
+    Ok(name)
+}
+
+/// The OCI wasm images (wasm layers, see README "OCI wasm images"), each built by [`oci_image`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OciWasm {
+    /// `hello.wasm` as the only layer, entrypoint `/hello.wasm`, env `GREETING=hi`.
+    Module,
+    /// `testprog.wasm` and a data layer with `/data/hello.txt` ([`HELLO_TXT`]); entrypoint
+    /// `/testprog.wasm`, command `cat /data/hello.txt`.
+    ModuleAndData,
+    /// `hello.component.wasm` as a component layer, entrypoint `/hello.component.wasm`.
+    Component,
+    /// `hello.wasm` as a CNCF wasm artifact (with the host entry), entrypoint `/hello.wasm`.
+    Artifact,
+    /// `hello.wasm` and `testprog.wasm` layers; entrypoint `/testprog.wasm`.
+    TwoModules,
+    /// An `application/wasm` layer whose bytes are text, entrypoint `/broken.wasm`.
+    NotWasm,
+    /// `hello.wasm` alone, the wasm manifest named directly (no host entry): containerd 1.6's
+    /// CRI runs it, `ctr run` cannot unpack it.
+    ModuleNoHostEntry,
+}
+
+/// The bytes of `tests/fixtures/<rel>`, or an error saying how to build it.
+fn fixture(fixtures: &Path, rel: &str) -> Result<Vec<u8>> {
+    let path = fixtures.join(rel);
+    std::fs::read(&path).with_context(|| {
+        format!(
+            "reading fixture {} (run tests/fixtures/build.sh)",
+            path.display()
+        )
+    })
+}
+
+/// The builder of `kind` named `name`, from the fixtures in `fixtures` (`tests/fixtures`).
+pub fn oci_image(kind: OciWasm, name: &str, fixtures: &Path) -> Result<WasmImageBuilder> {
+    let hello = || fixture(fixtures, "wasm/hello.wasm");
+    let testprog = || fixture(fixtures, "wasm/testprog.wasm");
+    let image = WasmImageBuilder::new(name);
+    let entry = |path: &str| vec![path.to_string()];
+    Ok(match kind {
+        OciWasm::Module => image
+            .module("hello.wasm", hello()?)
+            .entrypoint(entry("/hello.wasm"))
+            .env(vec!["GREETING=hi".to_string()]),
+        OciWasm::ModuleAndData => image
+            .module("testprog.wasm", testprog()?)
+            .add_file("/data/hello.txt", HELLO_TXT.as_bytes().to_vec(), 0o644)
+            .entrypoint(entry("/testprog.wasm"))
+            .cmd(vec!["cat".to_string(), "/data/hello.txt".to_string()]),
+        OciWasm::Component => image
+            .component(
+                "hello.component.wasm",
+                fixture(fixtures, "wasm/hello.component.wasm")?,
+            )
+            .entrypoint(entry("/hello.component.wasm")),
+        OciWasm::Artifact => image
+            .module("hello.wasm", hello()?)
+            .artifact()
+            .entrypoint(entry("/hello.wasm")),
+        OciWasm::TwoModules => image
+            .module("hello.wasm", hello()?)
+            .module("testprog.wasm", testprog()?)
+            .entrypoint(entry("/testprog.wasm")),
+        OciWasm::NotWasm => image
+            .wasm_layer(
+                wasmpod_oci_image::MEDIA_WASM,
+                "broken.wasm",
+                b"this layer is text, not wasm\n".to_vec(),
+            )
+            .entrypoint(entry("/broken.wasm")),
+        OciWasm::ModuleNoHostEntry => image
+            .module("hello.wasm", hello()?)
+            .without_host_entry()
+            .entrypoint(entry("/hello.wasm")),
+    })
+}
+
+/// Writes `image` to `tar` and imports it with `ctr images import --all-platforms` (wasm
+/// content is not the host's platform: without the flag ctr drops it); checks it is listed.
+/// An image without the host entry cannot be unpacked by containerd 1.6, so it is imported
+/// with `--no-unpack` as well.
+pub fn import_oci_wasm(
+    ctr: &Ctr,
+    image: &WasmImageBuilder,
+    tar: &Path,
+    unpack: bool,
+) -> Result<String> {
+    let name = image.name().to_string();
+    let digest = image
+        .write_tar(tar)
+        .with_context(|| format!("writing {name} to {}", tar.display()))?;
+    let tar_arg = tar.to_string_lossy();
+    let mut args = vec!["images", "import", "--all-platforms"];
+    if !unpack {
+        args.push("--no-unpack");
+    }
+    args.push(&tar_arg);
+    ctr.run(&args)?
         .ok()
         .with_context(|| format!("importing {name} ({digest})"))?;
     let listed = ctr.run(&["images", "ls", "-q"])?.ok()?;

@@ -31,6 +31,8 @@ mod grouping;
 mod native;
 #[path = "../cases/observe.rs"]
 mod observe;
+#[path = "../cases/oci_images.rs"]
+mod oci_images;
 #[path = "../cases/pause.rs"]
 mod pause;
 #[path = "../cases/runc.rs"]
@@ -52,6 +54,7 @@ fn main() {
     all.extend(wasm::cases());
     all.extend(components::cases());
     all.extend(cache::cases());
+    all.extend(oci_images::cases());
     all.extend(native::cases());
     all.extend(bad_input::cases());
     all.extend(signals::cases());

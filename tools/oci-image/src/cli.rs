@@ -7,13 +7,19 @@ use anyhow::{bail, Context, Result};
 pub const USAGE: &str = "\
 Usage: wasmpod-image --name REF --out FILE.tar [OPTIONS]
 
-Writes a single-layer OCI image-layout tarball for `ctr images import`.
+Writes an OCI image-layout tarball for `ctr images import`: a single-layer rootfs image, or,
+with --wasm-module/--wasm-component, a wasm image (import it with --all-platforms).
 
 Options:
   --name REF               full image reference, e.g. docker.io/wasmpod/hello:latest
   --out FILE               output tarball
   --busybox PATH           start from a busybox rootfs built from this static binary
-  --file IMAGE_PATH=HOST   add a host file (keeps its mode); repeatable
+  --file IMAGE_PATH=HOST   add a host file (keeps its mode); repeatable; in a wasm image,
+                           a data file in its tar layer
+  --wasm-module HOST       add a core module layer (application/wasm); repeatable
+  --wasm-component HOST    add a component layer; repeatable
+  --artifact               wasm image as a CNCF wasm OCI artifact (no data files)
+  --no-host-entry          wasm image without the host-platform entry containerd 1.6 needs
   --entrypoint ARG         append one entrypoint argument; repeatable
   --cmd ARG                append one command argument; repeatable
   --env K=V                add an environment variable; repeatable
@@ -32,12 +38,23 @@ pub struct Args {
     pub cmd: Vec<String>,
     pub env: Vec<String>,
     pub workdir: Option<String>,
+    pub wasm_modules: Vec<PathBuf>,
+    pub wasm_components: Vec<PathBuf>,
+    pub artifact: bool,
+    pub no_host_entry: bool,
+}
+
+impl Args {
+    /// Whether a wasm image was asked for.
+    pub fn is_wasm(&self) -> bool {
+        !self.wasm_modules.is_empty() || !self.wasm_components.is_empty()
+    }
 }
 
 /// The outcome of parsing: either run, or print the help.
 #[derive(Debug, PartialEq)]
 pub enum Parsed {
-    Run(Args),
+    Run(Box<Args>),
     Help,
 }
 
@@ -47,8 +64,17 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Parsed> {
     let (mut name, mut out) = (None, None);
     let mut iter = argv.into_iter();
     while let Some(arg) = iter.next() {
-        if arg == "-h" || arg == "--help" {
-            return Ok(Parsed::Help);
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "--artifact" => {
+                args.artifact = true;
+                continue;
+            }
+            "--no-host-entry" => {
+                args.no_host_entry = true;
+                continue;
+            }
+            _ => {}
         }
         let (flag, inline) = match arg.split_once('=') {
             Some((flag, value)) if flag.starts_with("--") => {
@@ -69,12 +95,20 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Parsed> {
             "--cmd" => args.cmd.push(value()?),
             "--env" => args.env.push(env_spec(value()?)?),
             "--workdir" => args.workdir = Some(value()?),
+            "--wasm-module" => args.wasm_modules.push(PathBuf::from(value()?)),
+            "--wasm-component" => args.wasm_components.push(PathBuf::from(value()?)),
             other => bail!("unknown argument {other:?} (see --help)"),
         }
     }
     args.name = name.context("--name is required (see --help)")?;
     args.out = out.context("--out is required (see --help)")?;
-    Ok(Parsed::Run(args))
+    if !args.is_wasm() && (args.artifact || args.no_host_entry) {
+        bail!("--artifact and --no-host-entry need --wasm-module or --wasm-component");
+    }
+    if args.is_wasm() && args.busybox.is_some() {
+        bail!("--busybox builds a rootfs image: it cannot be combined with wasm layers");
+    }
+    Ok(Parsed::Run(Box::new(args)))
 }
 
 fn file_spec(spec: &str) -> Result<(String, PathBuf)> {
@@ -139,6 +173,29 @@ mod tests {
         assert!(parse(strings(&["--name", "n", "--out", "o", "--file", "nohost"])).is_err());
         assert!(parse(strings(&["--name", "n", "--out", "o", "--env", "=x"])).is_err());
         assert!(parse(strings(&["--name", "n", "--out", "o", "--bogus"])).is_err());
+    }
+
+    #[test]
+    fn parses_wasm_flags() -> Result<()> {
+        let argv = strings(&[
+            "--name=n",
+            "--out=o",
+            "--wasm-module",
+            "/h/app.wasm",
+            "--wasm-component=/h/c.wasm",
+            "--artifact",
+            "--no-host-entry",
+        ]);
+        let Parsed::Run(args) = parse(argv)? else {
+            bail!("expected Run");
+        };
+        assert!(args.is_wasm() && args.artifact && args.no_host_entry);
+        assert_eq!(args.wasm_modules, vec![PathBuf::from("/h/app.wasm")]);
+        assert_eq!(args.wasm_components, vec![PathBuf::from("/h/c.wasm")]);
+        assert!(parse(strings(&["--name=n", "--out=o", "--artifact"])).is_err());
+        let mixed = ["--name=n", "--out=o", "--busybox=/b", "--wasm-module=/a"];
+        assert!(parse(strings(&mixed)).is_err());
+        Ok(())
     }
 
     #[test]

@@ -41,6 +41,18 @@ pub enum ImageError {
     #[error("cannot build archive")]
     Archive(#[source] std::io::Error),
 
+    /// A wasm image needs at least one wasm layer.
+    #[error("a wasm image needs at least one wasm layer")]
+    NoWasmLayer,
+
+    /// The CNCF wasm artifact has only wasm layers: no place for data files.
+    #[error("a wasm artifact holds only wasm layers: data files need the image layout")]
+    ArtifactWithFiles,
+
+    /// A component layer could not be parsed for its world (imports and exports).
+    #[error("component {title}: {reason}")]
+    Component { title: String, reason: String },
+
     /// Serialising an image JSON document failed.
     #[error("cannot serialise {what}")]
     Json {

@@ -16,24 +16,24 @@ use crate::{ImageDigest, ImageError};
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
 /// A content-addressed blob.
-struct Blob {
+pub(crate) struct Blob {
     hex: String,
     bytes: Vec<u8>,
 }
 
 impl Blob {
-    fn new(bytes: Vec<u8>) -> Self {
+    pub(crate) fn new(bytes: Vec<u8>) -> Self {
         Blob {
             hex: sha256_hex(&bytes),
             bytes,
         }
     }
 
-    fn digest(&self) -> String {
+    pub(crate) fn digest(&self) -> String {
         format!("sha256:{}", self.hex)
     }
 
-    fn descriptor(&self, media_type: &str) -> Descriptor {
+    pub(crate) fn descriptor(&self, media_type: &str) -> Descriptor {
         Descriptor {
             media_type: media_type.to_string(),
             digest: self.digest(),
@@ -48,7 +48,10 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn to_json<T: serde::Serialize>(value: &T, what: &'static str) -> Result<Vec<u8>, ImageError> {
+pub(crate) fn to_json<T: serde::Serialize>(
+    value: &T,
+    what: &'static str,
+) -> Result<Vec<u8>, ImageError> {
     serde_json::to_vec(value).map_err(|source| ImageError::Json { what, source })
 }
 
@@ -82,30 +85,44 @@ pub(crate) fn write(
     };
     let manifest_blob = Blob::new(to_json(&manifest, "manifest")?);
 
-    let mut manifest_descriptor = manifest_blob.descriptor(spec::MEDIA_MANIFEST);
+    let mut manifest_descriptor = named(manifest_blob.descriptor(spec::MEDIA_MANIFEST), name);
     manifest_descriptor.platform = Some(platform);
-    manifest_descriptor.annotations = BTreeMap::from([
+    let index = index(vec![manifest_descriptor]);
+    let blobs = [&config_blob, &layer_blob, &manifest_blob];
+    write_archive(out, &index, &blobs)?;
+    Ok(manifest_blob.digest())
+}
+
+/// The descriptor `index.json` lists for the image: its name and tag as annotations.
+pub(crate) fn named(mut descriptor: Descriptor, name: &str) -> Descriptor {
+    descriptor.annotations = BTreeMap::from([
         (spec::ANNOTATION_IMAGE_NAME.to_string(), name.to_string()),
         (spec::ANNOTATION_REF_NAME.to_string(), spec::tag_of(name)),
     ]);
-    let index = Index {
+    descriptor
+}
+
+/// An image index over `manifests`.
+pub(crate) fn index(manifests: Vec<Descriptor>) -> Index {
+    Index {
         schema_version: 2,
         media_type: spec::MEDIA_INDEX.to_string(),
-        manifests: vec![manifest_descriptor],
-    };
-    let index_json = to_json(&index, "index")?;
+        manifests,
+    }
+}
 
+/// Writes the layout tar: `oci-layout`, `index.json` and every blob (duplicates written once).
+pub(crate) fn write_archive(out: &Path, index: &Index, blobs: &[&Blob]) -> Result<(), ImageError> {
+    let index_json = to_json(index, "index")?;
     let write_err = |source| ImageError::Write {
         path: out.to_path_buf(),
         source,
     };
     let file = File::create(out).map_err(write_err)?;
     let mut builder = tar::Builder::new(BufWriter::new(file));
-    let blobs = [&config_blob, &layer_blob, &manifest_blob];
-    append_all(&mut builder, &index_json, &blobs).map_err(write_err)?;
+    append_all(&mut builder, &index_json, blobs).map_err(write_err)?;
     let mut writer = builder.into_inner().map_err(write_err)?;
-    writer.flush().map_err(write_err)?;
-    Ok(manifest_blob.digest())
+    writer.flush().map_err(write_err)
 }
 
 fn append_all<W: Write>(
@@ -121,6 +138,7 @@ fn append_all<W: Write>(
     }
     let mut sorted: Vec<&&Blob> = blobs.iter().collect();
     sorted.sort_by(|a, b| a.hex.cmp(&b.hex));
+    sorted.dedup_by(|a, b| a.hex == b.hex);
     for blob in sorted {
         append_file(builder, &format!("blobs/sha256/{}", blob.hex), &blob.bytes)?;
     }

@@ -9,6 +9,21 @@ pub(crate) const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+j
 pub(crate) const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub(crate) const MEDIA_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
+/// A core wasm module layer (also the CNCF TAG-Runtime wasm artifact's layer type).
+pub const MEDIA_WASM: &str = "application/wasm";
+/// A WASI 0.2 component layer, as runwasi's images carry them.
+pub const MEDIA_WASM_COMPONENT: &str =
+    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm";
+/// The config of a CNCF TAG-Runtime wasm OCI artifact.
+pub const MEDIA_WASM_ARTIFACT_CONFIG: &str = "application/vnd.wasm.config.v0+json";
+/// The platform architecture of wasm images.
+pub const WASM_ARCHITECTURE: &str = "wasm";
+/// The platform OS of core modules (WASI preview 1) and of components (WASI 0.2).
+pub const OS_WASIP1: &str = "wasip1";
+pub const OS_WASIP2: &str = "wasip2";
+/// Standard OCI annotation naming a layer's file.
+pub const ANNOTATION_TITLE: &str = "org.opencontainers.image.title";
+
 /// Annotation ctr reads to name the imported image.
 pub(crate) const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
 /// Standard OCI annotation holding the tag.
@@ -52,6 +67,27 @@ pub(crate) struct Descriptor {
     pub platform: Option<Platform>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+}
+
+/// The config of a CNCF TAG-Runtime wasm OCI artifact (`application/vnd.wasm.config.v0+json`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WasmArtifactConfig {
+    pub created: String,
+    pub architecture: String,
+    pub os: String,
+    /// Every manifest layer's digest, in manifest order.
+    pub layer_digests: Vec<String>,
+    /// Required when `os` is `wasip2`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub component: Option<ComponentWorld>,
+}
+
+/// The imports and exports of a component's world, as the artifact config lists them.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ComponentWorld {
+    pub exports: Vec<String>,
+    pub imports: Vec<String>,
 }
 
 #[derive(Serialize, Clone)]

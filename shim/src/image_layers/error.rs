@@ -1,0 +1,80 @@
+//! Why the wasm layer of a container's image could not be used.
+
+/// Errors reading an image's wasm layer from containerd.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageLayerError {
+    #[error("cannot reach containerd at {address} to read the container's image: {reason}")]
+    Connect { address: String, reason: String },
+    #[error("containerd {call}: {code:?}: {message}")]
+    Rpc {
+        call: &'static str,
+        code: containerd_client::tonic::Code,
+        message: String,
+    },
+    #[error("no answer from containerd within {seconds} s while reading the container's image")]
+    Timeout { seconds: u64 },
+    #[error("image {image} of container {id} is not in containerd namespace {namespace}")]
+    ImageNotFound {
+        image: String,
+        id: String,
+        namespace: String,
+    },
+    #[error(
+        "{what} {digest} of image {image} is not in containerd's content store (import wasm \
+         images with `ctr images import --all-platforms`)"
+    )]
+    BlobMissing {
+        what: &'static str,
+        digest: String,
+        image: String,
+    },
+    #[error("{what} {digest} is not valid JSON: {reason}")]
+    BadDocument {
+        what: &'static str,
+        digest: String,
+        reason: String,
+    },
+    #[error("image {image}: nested image indexes go deeper than {max} levels")]
+    TooDeep { image: String, max: usize },
+    #[error(
+        "image {image} is a wasm artifact (application/vnd.wasm.config.v0+json) without a wasm \
+         layer (layer media types: {media_types:?})"
+    )]
+    NoWasmLayer {
+        image: String,
+        media_types: Vec<String>,
+    },
+    #[error(
+        "image {image} has {} wasm layers ({}) and args[0] {arg0} names none of them (a layer \
+         is chosen by its org.opencontainers.image.title)",
+        titles.len(),
+        titles.join(", ")
+    )]
+    SeveralModules {
+        image: String,
+        arg0: String,
+        titles: Vec<String>,
+    },
+    #[error("{what} {digest}: only sha256 digests are supported")]
+    UnsupportedDigest { what: &'static str, digest: String },
+    #[error("{what} {digest} is {size} bytes, more than the {max} bytes allowed")]
+    TooLarge {
+        what: &'static str,
+        digest: String,
+        size: u64,
+        max: u64,
+    },
+    #[error("{what} {digest}: containerd sent {actual} bytes, the descriptor says {expected}")]
+    SizeMismatch {
+        what: &'static str,
+        digest: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{what} {digest}: content has digest sha256:{actual}, refusing it")]
+    DigestMismatch {
+        what: &'static str,
+        digest: String,
+        actual: String,
+    },
+}
