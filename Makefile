@@ -77,9 +77,11 @@ demo: build
 	WASMPOD_SHIM_DIR=$(CARGO_TARGET_DIR)/debug $(CARGO) run -q -p wasmpod-e2e --bin wasmpod-demo
 
 # Release shim; compares against runc on the same containerd. Not a test.
-bench: deps
-	$(CARGO) build --release -p wasmpod-shim
-	WASMPOD_SHIM_DIR=$(CARGO_TARGET_DIR)/release $(CARGO) run -q --release -p wasmpod-e2e --bin wasmpod-bench
+# With WASMEDGE_DIR set, WasmEdge is measured too.
+bench: deps $(if $(WASMEDGE_DIR),wasmedge-lib)
+	$(CARGO) build --release -p wasmpod-shim $(if $(WASMEDGE_DIR),--features wasmedge)
+	WASMPOD_SHIM_DIR=$(CARGO_TARGET_DIR)/release $(if $(WASMEDGE_DIR),$(WASMEDGE_RUN_ENV)) \
+		$(CARGO) run -q --release -p wasmpod-e2e --bin wasmpod-bench
 
 # Rebuild the committed test .wasm files from tests/fixtures/wasm-src (needs wasm32-wasip1).
 fixtures:

@@ -28,5 +28,6 @@ pub fn aot(source: &[u8]) -> Result<Vec<u8>, EngineError> {
         .map_err(|e| EngineError::Other(format!("temporary directory for the compiler: {e}")))?;
     let (compiled, log) = log::capture(|| compiler.compile_from_bytes(&wasm, "module", dir.path()));
     let path = compiled.map_err(|e| EngineError::Compile(log.describe(&e)))?;
+    log.forward();
     std::fs::read(&path).map_err(|e| EngineError::Other(format!("reading {}: {e}", path.display())))
 }

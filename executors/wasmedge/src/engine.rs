@@ -69,6 +69,7 @@ impl WasmEngine for WasmEdge {
             path: path.to_path_buf(),
             reason: log.describe(&e),
         })?;
+        log.forward();
         Ok(WasmEdgeModule { module })
     }
 

@@ -7,11 +7,14 @@
 //! need no library, with their unit tests). `DOCS_RS=1` lets wasmedge-sys build without the
 //! library, which is how machines without it type-check the adapter.
 //!
+//! Without the library:
 //! - `artifact`: the cache file format (a digest envelope) and the compatibility key.
 //! - `guest`: the guest's WASI args, env and preopens in the form libwasmedge takes.
-//! - `log`: libwasmedge's log, captured per call instead of going to the container's stderr.
-//! - `memory`: the container memory limit as libwasmedge's page limit.
-//! - `config`, `compile`, `run`: the engine itself (feature `wasmedge`).
+//! - `memory`: the container memory limit as libwasmedge's page limit, and how a refusal shows.
+//!
+//! With it (feature `wasmedge`): `engine` ([`WasmEngine`](wasmpod_runtime::WasmEngine)),
+//! `config` (libwasmedge configurations), `compile` (AOT), `run` (one guest run) and `log`
+//! (libwasmedge's log, captured per call instead of going to the container's stderr).
 
 // Without the engine, the library-free helpers are only used by their tests.
 #![cfg_attr(not(feature = "wasmedge"), allow(dead_code))]

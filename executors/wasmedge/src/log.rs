@@ -36,6 +36,14 @@ impl Log {
         }
     }
 
+    /// For a call that succeeded all the same (e.g. a load that fell back to the interpreter
+    /// because the AOT section was unusable): the messages go to the shim's log.
+    pub fn forward(&self) {
+        for line in &self.lines {
+            tracing::warn!(target: "wasmedge", "{line}");
+        }
+    }
+
     /// `error`, then what libwasmedge logged about it.
     pub fn describe(&self, error: &dyn Display) -> String {
         let mut text = error.to_string();
