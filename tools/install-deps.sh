@@ -9,6 +9,10 @@ for pkg in containerd runc containernetworking-plugins busybox-static libseccomp
     protobuf-compiler; do
     have_pkg "$pkg" || missing+=("$pkg")
 done
+# Building against an installed libwasmedge (README, WasmEdge): wasmedge-sys runs bindgen.
+if [ -n "${WASMEDGE_DIR:-}" ]; then
+    have_pkg libclang-dev || missing+=(libclang-dev)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then

@@ -10,6 +10,7 @@ pub const TTRPC_SOCKET: &str = "containerd.sock.ttrpc";
 pub const CRI_HANDLERS: &[(&str, &str)] = &[
     ("wasmtime", "io.containerd.wasmtime.v1"),
     ("wasmer", "io.containerd.wasmer.v1"),
+    ("wasmedge", "io.containerd.wasmedge.v1"),
     ("runc", "io.containerd.runc.v2"),
 ];
 /// The sandbox (pause) image CRI starts every pod with; built and imported by the harness.

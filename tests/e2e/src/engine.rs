@@ -1,10 +1,18 @@
 //! The wasm engine a run of the suite targets. The same cases run once per engine
 //! (`E2E_ENGINE`, see the Makefile's `e2e` target); every name derives from the engine's.
 
+use std::path::Path;
+
 use anyhow::{bail, Result};
 
+use crate::paths;
+
 /// Engines with a shim binary in this workspace.
-pub const ENGINES: &[&str] = &["wasmtime", "wasmer"];
+pub const ENGINES: &[&str] = &["wasmtime", "wasmer", "wasmedge"];
+/// Engines whose shim is built only on request (a cargo feature and a library that few machines
+/// have: see the README's WasmEdge section). The Makefile runs the suite on them only when it
+/// built their shim.
+pub const OPTIONAL_ENGINES: &[&str] = &["wasmedge"];
 /// The engine when `E2E_ENGINE` is unset.
 pub const DEFAULT_ENGINE: &str = "wasmtime";
 
@@ -51,6 +59,18 @@ impl Engine {
     }
 }
 
+/// The engines whose shim `shim_dir` holds: all of [`ENGINES`] but the optional ones not built.
+pub fn built_engines(shim_dir: &Path) -> Vec<&'static str> {
+    ENGINES
+        .iter()
+        .copied()
+        .filter(|name| {
+            !OPTIONAL_ENGINES.contains(name)
+                || paths::is_executable(&shim_dir.join(format!("containerd-shim-{name}-v1")))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,5 +82,23 @@ mod tests {
         assert_eq!(e.shim_binary(), "containerd-shim-wasmer-v1");
         assert_eq!(e.cri_handler(), "wasmer");
         assert!(Engine::new("v8").is_err());
+        assert_eq!(
+            Engine::new("wasmedge").unwrap().runtime(),
+            "io.containerd.wasmedge.v1"
+        );
+    }
+
+    #[test]
+    fn optional_engines_count_only_once_built() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(built_engines(dir.path()), ["wasmtime", "wasmer"]);
+        let shim = dir.path().join("containerd-shim-wasmedge-v1");
+        std::fs::write(&shim, "").unwrap();
+        std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        assert_eq!(
+            built_engines(dir.path()),
+            ["wasmtime", "wasmer", "wasmedge"]
+        );
     }
 }

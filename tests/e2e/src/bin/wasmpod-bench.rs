@@ -14,7 +14,7 @@ use anyhow::{bail, ensure, Context, Result};
 use k8s_cri::v1::ContainerState;
 use wasmpod_e2e::cri::pod::container_config;
 use wasmpod_e2e::cri::{CriClient, Pod, RUNC_HANDLER, WASM_HANDLER};
-use wasmpod_e2e::engine::ENGINES;
+use wasmpod_e2e::engine::built_engines;
 use wasmpod_e2e::{Engine, Env, BUSYBOX_IMAGE, RUNC_RUNTIME, WASM_IMAGE, WASM_RUNTIME};
 
 struct Subject {
@@ -57,7 +57,7 @@ fn main() -> Result<()> {
     let mut env = Env::start().context("starting a private containerd")?;
     env.require_shim()?;
     let mut ctr_subjects = Vec::new();
-    for engine in ENGINES {
+    for engine in built_engines(env.shim_dir()) {
         let runtime = Engine::new(engine)?.runtime();
         let warm = format!("{engine} wasm hello warm");
         ctr_subjects.push(Subject::new(&warm, &runtime, true, HELLO));
