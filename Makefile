@@ -42,6 +42,7 @@ demo: build
 
 # Release shim; compares against runc on the same containerd. Not a test.
 bench: deps
+	tools/install-deps.sh --bench
 	$(CARGO) build --release -p wasmpod-shim
 	WASMPOD_SHIM_DIR=$(CARGO_TARGET_DIR)/release $(CARGO) run -q --release -p wasmpod-e2e --bin wasmpod-bench
 
