@@ -191,8 +191,13 @@ fn cri_http_proxy_graceful_stop(env: &Env) -> Result<()> {
     let addr: SocketAddr = format!("{ip}:{DEFAULT_PORT}").parse()?;
 
     // An idle keep-alive connection must not hold the stop up.
-    let _idle = Connection::open(addr)?.send("GET", "/", "")?;
-    let slow = std::thread::spawn(move || request(addr, "GET", "/slow?ms=2000", ""));
+    let mut idle = Connection::open(addr)?;
+    expect(idle.send("GET", "/", "")?, 200, "instance-requests=1\n")?;
+    // /slow goes on a connection the server has already accepted, so the stop cannot catch
+    // it in the accept queue; the server reads it well within the 500 ms before the stop.
+    let mut busy = Connection::open(addr)?;
+    expect(busy.send("GET", "/", "")?, 200, "instance-requests=1\n")?;
+    let slow = std::thread::spawn(move || busy.send("GET", "/slow?ms=2000", ""));
     std::thread::sleep(Duration::from_millis(500));
     let stopping = Instant::now();
     const STOP_TIMEOUT: i64 = 30;
@@ -208,6 +213,14 @@ fn cri_http_proxy_graceful_stop(env: &Env) -> Result<()> {
     ensure!(
         stop_took < Duration::from_secs(8),
         "StopContainer took {stop_took:?}: the server did not stop once /slow finished"
+    );
+    let closed = idle.reader.read(&mut [0u8; 1]);
+    ensure!(
+        matches!(closed, Ok(0))
+            || closed
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the idle keep-alive connection was not closed by the stop: {closed:?}"
     );
     ensure!(
         TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err(),
