@@ -79,6 +79,7 @@ demo: build
 # Release shim; compares against runc on the same containerd. Not a test.
 # With WASMEDGE_DIR set, WasmEdge is measured too.
 bench: deps $(if $(WASMEDGE_DIR),wasmedge-lib)
+	tools/install-deps.sh --bench
 	$(CARGO) build --release -p wasmpod-shim $(if $(WASMEDGE_DIR),--features wasmedge)
 	WASMPOD_SHIM_DIR=$(CARGO_TARGET_DIR)/release $(if $(WASMEDGE_DIR),$(WASMEDGE_RUN_ENV)) \
 		$(CARGO) run -q --release -p wasmpod-e2e --bin wasmpod-bench

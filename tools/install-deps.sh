@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # Installs what building and testing wasmpod needs on Debian 12, as root. Idempotent: does
 # nothing when everything is present. No container registry or GitHub download is used.
+# Usage: tools/install-deps.sh [--bench]   (--bench adds what only `make bench` needs: wrk)
 set -euo pipefail
+
+packages=(containerd runc containernetworking-plugins busybox-static libseccomp-dev pkg-config gcc
+    protobuf-compiler)
+case "${1:-}" in
+    "") ;;
+    --bench) packages+=(wrk) ;;
+    *) echo "usage: $0 [--bench]" >&2; exit 2 ;;
+esac
 
 missing=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in containerd runc containernetworking-plugins busybox-static libseccomp-dev pkg-config gcc \
-    protobuf-compiler; do
+for pkg in "${packages[@]}"; do
     have_pkg "$pkg" || missing+=("$pkg")
 done
 # Building against an installed libwasmedge (README, WasmEdge): wasmedge-sys runs bindgen.

@@ -1,4 +1,6 @@
-//! Running a WASI 0.2 command component: its `wasi:cli/run` export, like a module's `_start`.
+//! WASI 0.2 components: telling a command (`wasi:cli/run`) from an HTTP proxy
+//! (`wasi:http/incoming-handler`, served by [`crate::http`]), and running a command's
+//! `wasi:cli/run` export, like a module's `_start`.
 
 use wasmpod_runtime::{EngineError, GuestContext};
 use wasmtime::component::{Component, Linker, ResourceTable};
@@ -11,6 +13,18 @@ use crate::{exit_code, other, wasi};
 
 /// The interface a command component exports (any 0.2.x version).
 const CLI_RUN: &str = "wasi:cli/run@0.2";
+/// The interface an HTTP proxy component (`wasi:http/proxy` world) exports.
+const HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2";
+
+/// What a component is for, told from its exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Exports `wasi:cli/run`: run once, like a core module's `_start`.
+    Command,
+    /// Exports `wasi:http/incoming-handler`: served over HTTP, a new instance per request.
+    /// Wins over `wasi:cli/run` when a component exports both, as serving is its purpose.
+    Proxy,
+}
 
 struct GuestState {
     ctx: WasiCtx,
@@ -27,7 +41,33 @@ impl WasiView for GuestState {
     }
 }
 
-/// A component's entry is `wasi:cli/run`; `#func` selects core module exports only.
+/// The component's [`Kind`], or an error listing its exports when it is neither.
+pub fn kind(engine: &Engine, component: &Component) -> Result<Kind, EngineError> {
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    if exports.iter().any(|name| name.starts_with(HTTP_HANDLER)) {
+        return Ok(Kind::Proxy);
+    }
+    if exports.iter().any(|name| name.starts_with(CLI_RUN)) {
+        return Ok(Kind::Command);
+    }
+    Err(EngineError::MissingExport {
+        func: format!(
+            "{CLI_RUN}.x (a command component) or {HTTP_HANDLER}.x (an HTTP proxy component)"
+        ),
+        available: if exports.is_empty() {
+            "none".into()
+        } else {
+            exports.join(", ")
+        },
+    })
+}
+
+/// A component's entry is its `wasi:cli/run` or `wasi:http/incoming-handler` export; `#func`
+/// selects core module exports only. Logs which of the two the container will do.
 pub fn check_entry(
     engine: &Engine,
     component: &Component,
@@ -35,25 +75,22 @@ pub fn check_entry(
 ) -> Result<(), EngineError> {
     if let Some(func) = func {
         return Err(EngineError::Other(format!(
-            "`#{func}`: a component runs its wasi:cli/run export; `#func` applies to core modules"
+            "`#{func}`: a component runs its wasi:cli/run export or serves its \
+             wasi:http/incoming-handler export; `#func` applies to core modules"
         )));
     }
-    let exports: Vec<String> = component
-        .component_type()
-        .exports(engine)
-        .map(|(name, _)| name.to_string())
-        .collect();
-    if exports.iter().any(|name| name.starts_with(CLI_RUN)) {
-        return Ok(());
+    match kind(engine, component)? {
+        Kind::Command => tracing::info!(
+            component = "command",
+            "component exports {CLI_RUN}.x: runs it once, like a module's _start"
+        ),
+        Kind::Proxy => tracing::info!(
+            component = "wasi:http proxy",
+            "component exports {HTTP_HANDLER}.x: serves HTTP on ${}, a new instance per request",
+            crate::http::ADDR_ENV
+        ),
     }
-    Err(EngineError::MissingExport {
-        func: format!("{CLI_RUN}.x (a command component)"),
-        available: if exports.is_empty() {
-            "none".into()
-        } else {
-            exports.join(", ")
-        },
-    })
+    Ok(())
 }
 
 pub fn run(

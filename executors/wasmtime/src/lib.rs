@@ -1,5 +1,6 @@
-//! wasmtime adapter: WASI preview1 core modules and WASI 0.2 command components, compiled ahead
-//! of time by the shim and loaded from the node's module cache in the container's init process.
+//! wasmtime adapter: WASI preview1 core modules, WASI 0.2 command components and `wasi:http`
+//! proxy components, compiled ahead of time by the shim and loaded from the node's module cache
+//! in the container's init process. A command runs once; a proxy is served over HTTP.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -7,6 +8,7 @@ use std::path::Path;
 
 mod component;
 mod core;
+mod http;
 mod limits;
 mod wasi;
 
@@ -130,7 +132,10 @@ impl WasmEngine for Wasmtime {
     fn run(&self, guest: &Guest, context: &GuestContext) -> Result<i32, EngineError> {
         match guest {
             Guest::Module(module) => core::run(&self.engine, module, context),
-            Guest::Component(c) => component::run(&self.engine, c, context),
+            Guest::Component(c) => match component::kind(&self.engine, c)? {
+                component::Kind::Command => component::run(&self.engine, c, context),
+                component::Kind::Proxy => http::serve(&self.engine, c, context),
+            },
         }
     }
 }

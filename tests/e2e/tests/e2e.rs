@@ -27,6 +27,8 @@ mod cri_support;
 mod exec;
 #[path = "../cases/grouping.rs"]
 mod grouping;
+#[path = "../cases/http.rs"]
+mod http;
 #[path = "../cases/native.rs"]
 mod native;
 #[path = "../cases/observe.rs"]
@@ -68,5 +70,6 @@ fn main() {
     all.extend(cri_limits::cases());
     all.extend(cri_restart::cases());
     all.extend(start_path::cases());
+    all.extend(http::cases());
     runner::main(all);
 }

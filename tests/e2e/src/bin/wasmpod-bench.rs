@@ -7,6 +7,9 @@
 //!    through wasmpod and through runc.
 //! 2. A CRI pod start as kubelet does it: RunPodSandbox, CreateContainer, StartContainer, then
 //!    ContainerStatus until the container has exited (pod removal is not timed).
+//! 3. wasi:http serving: requests/s and p95 latency with `wrk` at 50 connections against the
+//!    proxy fixture in a wasmtime pod and a native busybox `httpd` in a runc pod
+//!    (`BENCH_HTTP_SECS`, default 10 s each).
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +19,9 @@ use wasmpod_e2e::cri::pod::container_config;
 use wasmpod_e2e::cri::{CriClient, Pod, RUNC_HANDLER, WASM_HANDLER};
 use wasmpod_e2e::engine::built_engines;
 use wasmpod_e2e::{Engine, Env, BUSYBOX_IMAGE, RUNC_RUNTIME, WASM_IMAGE, WASM_RUNTIME};
+
+#[path = "wasmpod-bench/http_load.rs"]
+mod http_load;
 
 struct Subject {
     name: String,
@@ -54,6 +60,11 @@ fn main() -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(30);
+    let http_secs: u32 = std::env::var("BENCH_HTTP_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    http_load::require_wrk()?;
     let mut env = Env::start().context("starting a private containerd")?;
     env.require_shim()?;
     let mut ctr_subjects = Vec::new();
@@ -77,9 +88,10 @@ fn main() -> Result<()> {
         Subject::new("runc native echo", RUNC_HANDLER, false, ECHO),
     ];
     let result = bench_ctr(&env, runs, &mut ctr_subjects)
-        .and_then(|()| bench_cri(&env, runs, &mut cri_subjects));
+        .and_then(|()| bench_cri(&env, runs, &mut cri_subjects))
+        .and_then(|()| http_load::bench(&env, http_secs));
     env.stop_gracefully()?;
-    result?;
+    let http_results = result?;
 
     report(
         &format!("ctr run --rm, median of {runs} runs each (interleaved, one private containerd):"),
@@ -89,7 +101,25 @@ fn main() -> Result<()> {
         &format!("CRI pod start to container exit, median of {runs} pods each (same containerd):"),
         &mut cri_subjects,
     );
+    report_http(http_secs, &http_results);
     Ok(())
+}
+
+fn report_http(seconds: u32, results: &[http_load::LoadResult]) {
+    println!("wasi:http load, wrk -t2 -c50 -d{seconds}s, one pod each (same containerd):");
+    let native = results.last().map_or(1.0, |r| r.requests_per_sec);
+    for r in results {
+        println!(
+            "  {:<28} {:>8.0} req/s  p50 {:>6.2} ms  p95 {:>6.2} ms  socket errors {}  \
+             req/s ratio to native {:.2}",
+            r.name,
+            r.requests_per_sec,
+            ms(r.p50),
+            ms(r.p95),
+            r.socket_errors,
+            r.requests_per_sec / native
+        );
+    }
 }
 
 /// One warm-up round each (fills the module cache and the page cache), then `runs` rounds.
