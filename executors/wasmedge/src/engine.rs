@@ -57,11 +57,11 @@ impl WasmEngine for WasmEdge {
     }
 
     fn precompile(&self, source: &[u8]) -> Result<Vec<u8>, EngineError> {
-        Ok(artifact::seal(&self.key, &compile::aot(source)?))
+        Ok(artifact::ENVELOPE.seal(&self.key, &compile::aot(source)?))
     }
 
     fn load(&self, path: &Path) -> Result<WasmEdgeModule, EngineError> {
-        let payload = artifact::open(&self.key, path)?;
+        let payload = artifact::ENVELOPE.open(&self.key, path)?;
         let config = config::runtime(None)?;
         // Parses and validates the module, and maps the native code `artifact::open` verified.
         let (module, log) = log::capture(|| Module::from_bytes(Some(&config), &payload));

@@ -70,11 +70,11 @@ impl WasmEngine for Wasmer {
         let payload = module
             .serialize()
             .map_err(|e| EngineError::Other(format!("serializing module: {e}")))?;
-        Ok(artifact::seal(&self.key, &payload))
+        Ok(artifact::ENVELOPE.seal(&self.key, &payload))
     }
 
     fn load(&self, path: &Path) -> Result<WasmerModule, EngineError> {
-        let payload = artifact::open(&self.key, path)?;
+        let payload = artifact::ENVELOPE.open(&self.key, path)?;
         let engine = engine();
         // SAFETY: `open` verified that these are exactly the bytes `precompile` serialized with
         // an engine of this compatibility key (digest over key and payload); wasmer still checks

@@ -7,6 +7,7 @@
 //! mtime, so the mtime is the last use. Several shims share one directory; every step
 //! tolerates files that another process has just removed.
 
+pub mod envelope;
 mod evict;
 
 use std::fs;
