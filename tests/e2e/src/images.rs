@@ -107,13 +107,7 @@ pub fn import(ctr: &Ctr, image: &ImageBuilder, tar: &Path) -> Result<String> {
     ctr.import(tar)?
         .ok()
         .with_context(|| format!("importing {name} ({digest})"))?;
-    let listed = ctr.run(&["images", "ls", "-q"])?.ok()?;
-    if !listed.stdout.lines().any(|l| l.trim() == name) {
-        bail!(
-            "{name} not listed after import; images: {:?}",
-            listed.stdout
-        );
-    }
+    expect_listed(ctr, &name)?;
     Ok(name)
 }
 
@@ -216,6 +210,12 @@ pub fn import_oci_wasm(
     ctr.run(&args)?
         .ok()
         .with_context(|| format!("importing {name} ({digest})"))?;
+    expect_listed(ctr, &name)?;
+    Ok(name)
+}
+
+/// Fails unless containerd lists image `name` (after an import).
+fn expect_listed(ctr: &Ctr, name: &str) -> Result<()> {
     let listed = ctr.run(&["images", "ls", "-q"])?.ok()?;
     if !listed.stdout.lines().any(|l| l.trim() == name) {
         bail!(
@@ -223,5 +223,5 @@ pub fn import_oci_wasm(
             listed.stdout
         );
     }
-    Ok(name)
+    Ok(())
 }
