@@ -49,6 +49,16 @@ pub enum WasmFormat {
     Text,
 }
 
+/// Where a wasm module's bytes are. Neither is read whole by the shim: the compile path copies
+/// them, bounded, into a sealed buffer for the compile process (see [`crate::compile`]).
+#[derive(Debug)]
+pub enum ModuleSource {
+    /// The program file in the rootfs, opened safely by [`crate::resolve`].
+    File(std::fs::File),
+    /// A wasm layer of the image, already read (bounded) and digest-checked by the shim.
+    Bytes(Vec<u8>),
+}
+
 #[derive(Debug)]
 pub enum Workload {
     Wasm {
@@ -57,7 +67,7 @@ pub enum Workload {
         /// Export to call instead of `_start`.
         func: Option<String>,
         format: WasmFormat,
-        source: Vec<u8>,
+        source: ModuleSource,
     },
     Native {
         path: String,
@@ -158,7 +168,7 @@ pub fn from_image(spec: &Spec, module: &ImageModule) -> Result<Decision, DetectE
             path: path.to_string(),
             func: func.map(str::to_string),
             format,
-            source: module.bytes.clone(),
+            source: ModuleSource::Bytes(module.bytes.clone()),
         },
     })
 }
@@ -170,38 +180,32 @@ fn by_content(
 ) -> Result<Decision, DetectError> {
     let head = program.head(8)?;
     let path = program.path.clone();
-    let wasm = |format, reason: String| -> Result<Decision, DetectError> {
-        Ok(Decision {
-            workload: Workload::Wasm {
-                path: path.clone(),
-                func: func.map(str::to_string),
-                format,
-                source: program.read_all()?,
-            },
-            reason,
+    let wasm_format = if head.starts_with(WASM_MAGIC) {
+        Some(if head.get(4..8) != Some(CORE_VERSION) {
+            (WasmFormat::Component, "starts with \\0asm (component)")
+        } else {
+            (WasmFormat::Binary, "starts with \\0asm (core module)")
         })
-    };
-
-    if head.starts_with(WASM_MAGIC) {
-        if head.get(4..8) != Some(CORE_VERSION) {
-            return wasm(
-                WasmFormat::Component,
-                format!("{path} starts with \\0asm (component)"),
-            );
-        }
-        return wasm(
-            WasmFormat::Binary,
-            format!("{path} starts with \\0asm (core module)"),
-        );
-    }
-    if path.ends_with(".wasm") {
+    } else if path.ends_with(".wasm") {
         return Err(DetectError::BadMagic {
             path,
             head: hex_head(&head),
         });
-    }
-    if path.ends_with(".wat") {
-        return wasm(WasmFormat::Text, format!("{path} is wasm text (.wat)"));
+    } else if path.ends_with(".wat") {
+        Some((WasmFormat::Text, "is wasm text (.wat)"))
+    } else {
+        None
+    };
+    if let Some((format, what)) = wasm_format {
+        return Ok(Decision {
+            reason: format!("{path} {what}"),
+            workload: Workload::Wasm {
+                path,
+                func: func.map(str::to_string),
+                format,
+                source: ModuleSource::File(program.file),
+            },
+        });
     }
     let native_reason = if head.starts_with(b"\x7fELF") {
         "is an ELF binary"

@@ -1,14 +1,14 @@
 //! The extension point for wasm engines. Each engine in `executors/` implements [`WasmEngine`];
 //! everything else (containers, detection, caching, the shim) is shared.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("invalid wasm module: {0}")]
     Compile(String),
-    #[error("loading compiled module {path}: {reason}")]
-    Load { path: PathBuf, reason: String },
+    #[error("loading compiled module: {0}")]
+    Load(String),
     #[error("export `{func}` not found in module (function exports: {available})")]
     MissingExport { func: String, available: String },
     #[error("wasm trap: {0}")]
@@ -53,10 +53,13 @@ pub trait WasmEngine: Clone + Send + Sync + 'static {
     fn compatibility_key(&self) -> String;
 
     /// Validates and compiles a module from wasm binary or text; returns the artifact bytes.
+    /// Runs in the compile process (see [`crate::compile`]), never in the shim.
     fn precompile(&self, source: &[u8]) -> Result<Vec<u8>, EngineError>;
 
-    /// Loads an artifact that [`WasmEngine::precompile`] produced on this node.
-    fn load(&self, artifact: &Path) -> Result<Self::Module, EngineError>;
+    /// Loads an artifact that [`WasmEngine::precompile`] produced on this node. The cache has
+    /// checked that these are exactly the bytes written for this module by an engine of this
+    /// compatibility key (see [`crate::cache::entry`]).
+    fn load(&self, artifact: Vec<u8>) -> Result<Self::Module, EngineError>;
 
     /// Names of the module's function exports.
     fn function_exports(&self, module: &Self::Module) -> Vec<String>;

@@ -1,10 +1,11 @@
 //! wasmpod's runtime: real Linux containers through youki's libcontainer, whose init process
 //! runs either a wasm module in a pluggable engine or a native binary.
 //!
-//! Layers: [`container`] (generic lifecycle), [`detect`] + [`cache`] + [`executor`] (wasm
-//! policy), [`engine::WasmEngine`] (implemented once per engine in `executors/`).
+//! Layers: [`container`] (generic lifecycle), [`detect`] + [`compile`] + [`cache`] +
+//! [`executor`] (wasm policy), [`engine::WasmEngine`] (implemented once per engine in `executors/`).
 
 pub mod cache;
+pub mod compile;
 pub mod container;
 pub mod detect;
 pub mod engine;

@@ -14,7 +14,7 @@ use containerd_shim::{ExitSignal, Flags};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use wasmpod_runtime::{WasmEngine, Zygote};
+use wasmpod_runtime::{compile, WasmEngine, Zygote};
 
 use crate::events::Events;
 use crate::execs::{Execs, Exited};
@@ -66,8 +66,19 @@ fn bind(address: &str) -> anyhow::Result<Server> {
 fn reap_children(root: &Path, tasks: &Tasks, execs: &Execs, events: &Events) {
     loop {
         let (pid, code) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => (pid, code),
-            Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, 128 + sig as i32),
+            Ok(WaitStatus::Exited(pid, code)) => {
+                if compile::exits::record(pid.as_raw(), compile::exits::Exit::Code(code)) {
+                    continue;
+                }
+                (pid, code)
+            }
+            Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                let exit = compile::exits::Exit::Signal(sig as i32);
+                if compile::exits::record(pid.as_raw(), exit) {
+                    continue;
+                }
+                (pid, 128 + sig as i32)
+            }
             Ok(WaitStatus::StillAlive) | Err(nix::Error::ECHILD) => return,
             Ok(_) => continue,
             Err(e) => {
@@ -127,6 +138,8 @@ pub fn run<E: WasmEngine>(flags: &Flags, zygote: &'static Zygote) -> anyhow::Res
         signals.add(s);
     }
     signals.thread_block()?;
+    // The signal thread reaps every child, compile processes included, and hands theirs over.
+    compile::exits::use_external_reaper();
 
     let ttrpc_address = std::env::var("TTRPC_ADDRESS")
         .map_err(|_| anyhow::anyhow!("TTRPC_ADDRESS is not set (containerd sets it)"))?;

@@ -74,12 +74,11 @@ impl<E: WasmEngine> Service<E> {
             stdout: opt_path(&exec.stdout),
             stderr: opt_path(&exec.stderr),
         };
-        let started =
-            container::exec(self.zygote, self.engine()?, &self.cache, &opts).map_err(|e| {
-                tracing::warn!(id, exec_id, error = %e, "exec failed");
-                self.execs.set_failed(id, exec_id, EXEC_FAILED_CODE);
-                error(Code::INVALID_ARGUMENT, e.to_string())
-            })?;
+        let started = container::exec(self.zygote, &self.preparer()?, &opts).map_err(|e| {
+            tracing::warn!(id, exec_id, error = %e, "exec failed");
+            self.execs.set_failed(id, exec_id, EXEC_FAILED_CODE);
+            error(Code::INVALID_ARGUMENT, e.to_string())
+        })?;
         tracing::info!(
             id,
             exec_id,

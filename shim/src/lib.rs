@@ -32,6 +32,10 @@ fn fail(engine: &str, e: impl std::fmt::Display) -> ! {
 /// Entry point of `containerd-shim-<engine>-v1`.
 pub fn run<E: WasmEngine>() {
     let args: Vec<String> = std::env::args().collect();
+    // A compile process (see `wasmpod_runtime::compile`): before anything else of the shim.
+    if args.get(1).map(String::as_str) == Some(wasmpod_runtime::compile::COMPILE_ARG) {
+        wasmpod_runtime::compile::child::main::<E>();
+    }
     let flags = containerd_shim::parse(args.get(1..).unwrap_or_default())
         .unwrap_or_else(|e| fail(E::NAME, e));
     if flags.version {

@@ -9,7 +9,9 @@ use containerd_shim::protos::protobuf::well_known_types::empty::Empty;
 use containerd_shim::protos::ttrpc::{self, Code};
 use containerd_shim::protos::types::task::ProcessInfo;
 use containerd_shim::{TtrpcContext, TtrpcResult};
-use wasmpod_runtime::cache::ModuleCache;
+use wasmpod_runtime::cache::{self, ModuleCache};
+use wasmpod_runtime::compile::{self, CompileConfig, Compiler};
+use wasmpod_runtime::container::Preparer;
 use wasmpod_runtime::container::{self, CreateOptions};
 use wasmpod_runtime::mount::{unmount_all, RootfsMount};
 use wasmpod_runtime::oom::OomReport;
@@ -28,6 +30,7 @@ pub struct Service<E: WasmEngine> {
     pub(crate) zygote: &'static Zygote,
     engine: OnceLock<E>,
     pub(crate) cache: ModuleCache,
+    pub(crate) compiler: Compiler,
     pub(crate) root: PathBuf,
     lifetime: Arc<Lifetime>,
     image_layers: ImageLayers,
@@ -77,13 +80,21 @@ impl<E: WasmEngine> Service<E> {
         events: Events,
         lifetime: Arc<Lifetime>,
     ) -> Self {
+        let cache = ModuleCache::for_engine(E::NAME);
+        // Beside the node's cache; when that directory is unsafe, in wasmpod's state instead.
+        let slots = compile::slot_dir(&if cache.is_shared() {
+            cache::base_dir()
+        } else {
+            PathBuf::from(container::DEFAULT_STATE_ROOT)
+        });
         Self {
             tasks: Arc::new(Tasks::default()),
             execs: Arc::new(Execs::default()),
             events: Arc::new(events),
             zygote,
             engine: OnceLock::new(),
-            cache: ModuleCache::for_engine(E::NAME),
+            cache,
+            compiler: Compiler::new(CompileConfig::from_env(), slots),
             root: container::state_root(namespace),
             lifetime,
             image_layers: ImageLayers::new(containerd_address, namespace),
@@ -96,6 +107,15 @@ impl<E: WasmEngine> Service<E> {
         }
         let engine = E::new().map_err(|e| error(Code::INTERNAL, e.to_string()))?;
         Ok(self.engine.get_or_init(|| engine))
+    }
+
+    /// The engine (for its compatibility key), the cache and the node's compiler.
+    pub(crate) fn preparer(&self) -> Result<Preparer<'_, E>, ttrpc::Error> {
+        Ok(Preparer {
+            engine: self.engine()?,
+            cache: &self.cache,
+            compiler: &self.compiler,
+        })
     }
 
     pub(crate) fn task(&self, id: &str, exec_id: &str) -> Result<Task, ttrpc::Error> {
@@ -150,11 +170,10 @@ impl<E: WasmEngine> Service<E> {
             oom_report: Some(oom_report.fd()),
             image_module: image_module.as_ref(),
         };
-        let created =
-            container::create(self.zygote, self.engine()?, &self.cache, &opts).map_err(|e| {
-                tracing::warn!(id = %req.id, error = %e, "create failed");
-                error(Code::INVALID_ARGUMENT, e.to_string())
-            })?;
+        let created = container::create(self.zygote, &self.preparer()?, &opts).map_err(|e| {
+            tracing::warn!(id = %req.id, error = %e, "create failed");
+            error(Code::INVALID_ARGUMENT, e.to_string())
+        })?;
         tracing::info!(id = %req.id, pid = created.pid, wasm = created.wasm, "container created");
         Ok(Task {
             id: req.id.clone(),

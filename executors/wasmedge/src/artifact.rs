@@ -1,31 +1,24 @@
-//! The cache artifact: WasmEdge's AOT output inside an envelope that binds it to the engine build
-//! that wrote it, and the compatibility key that names that build.
+//! The compatibility key that names the WasmEdge build of the cache's artifacts.
 //!
-//! The payload is a "universal wasm" file: the module with WasmEdge's native code in a custom
-//! section. The layout and its checks are `wasmpod_runtime::cache::envelope`'s.
-//!
-//! Why an envelope: in AOT mode libwasmedge maps and runs the native code of that section as it
-//! finds it; it checks the section's format version, not the code. Verifying a digest over the
-//! whole payload first means libwasmedge only ever gets code this engine build compiled, byte
-//! for byte: a truncated, corrupted or foreign file (another WasmEdge version, CPU or compiler
-//! setting) is an `EngineError::Load`, never executable garbage. The universal format (rather
-//! than WasmEdge's shared-library output) is what makes that possible: it loads from a buffer,
-//! so nothing re-reads the file after the check.
+//! The artifact is a "universal wasm" file: the module with WasmEdge's native code in a custom
+//! section. In AOT mode libwasmedge maps and runs that code as it finds it; it checks the
+//! section's format version, not the code. The cache entry binds the bytes to the module and
+//! this key (`wasmpod_runtime::cache::entry`), so libwasmedge only ever gets code this engine
+//! build compiled for this module, byte for byte. The universal format (rather than WasmEdge's
+//! shared-library output) is what makes that possible: it loads from a buffer, so nothing
+//! re-reads the file after the check.
 
-use wasmpod_runtime::cache::envelope::{key_digest, Envelope};
+use wasmpod_runtime::cache::entry::key_digest;
 
-/// The cache artifact's envelope; bump its version when the payload's meaning changes.
-pub const ENVELOPE: Envelope = Envelope::new(b"wasmpod-wasmedge/1", "wasmedge");
+/// The payload's format; bump it when what `precompile` returns changes meaning.
+const PAYLOAD_FORMAT: &str = "wasmedge-universal/2";
 
 /// Everything an artifact's loadability depends on: the version of the libwasmedge that compiled
 /// it (its AOT section format and runtime ABI), the compiler settings, the target and the host
-/// CPU's features (the code is compiled for this CPU), and the envelope version.
+/// CPU's features (the code is compiled for this CPU), and the payload format.
 pub fn compatibility_key(library_version: &str, settings: &str, cpu_features: &str) -> String {
     let arch = std::env::consts::ARCH;
-    let details = format!(
-        "{library_version}|{settings}|{arch}|{cpu_features}|{}",
-        ENVELOPE.version()
-    );
+    let details = format!("{library_version}|{settings}|{arch}|{cpu_features}|{PAYLOAD_FORMAT}");
     format!("wasmedge-{library_version}-{arch}-{}", key_digest(&details))
 }
 

@@ -1,7 +1,5 @@
 //! [`WasmEngine`] for WasmEdge.
 
-use std::path::Path;
-
 use wasmedge_sdk::{ExternalInstanceType, Module};
 use wasmedge_sys::utils;
 use wasmpod_runtime::engine::check_function_export;
@@ -57,18 +55,15 @@ impl WasmEngine for WasmEdge {
     }
 
     fn precompile(&self, source: &[u8]) -> Result<Vec<u8>, EngineError> {
-        Ok(artifact::ENVELOPE.seal(&self.key, &compile::aot(source)?))
+        compile::aot(source)
     }
 
-    fn load(&self, path: &Path) -> Result<WasmEdgeModule, EngineError> {
-        let payload = artifact::ENVELOPE.open(&self.key, path)?;
+    fn load(&self, artifact: Vec<u8>) -> Result<WasmEdgeModule, EngineError> {
         let config = config::runtime(None)?;
-        // Parses and validates the module, and maps the native code `artifact::open` verified.
-        let (module, log) = log::capture(|| Module::from_bytes(Some(&config), &payload));
-        let module = module.map_err(|e| EngineError::Load {
-            path: path.to_path_buf(),
-            reason: log.describe(&e),
-        })?;
+        // Parses and validates the module, and maps the native code the cache verified (the
+        // entry binds these bytes to this module and this compatibility key).
+        let (module, log) = log::capture(|| Module::from_bytes(Some(&config), &artifact));
+        let module = module.map_err(|e| EngineError::Load(log.describe(&e)))?;
         log.forward();
         Ok(WasmEdgeModule { module })
     }

@@ -8,7 +8,7 @@
 //! library, which is how machines without it type-check the adapter.
 //!
 //! Without the library:
-//! - `artifact`: the cache file format (a digest envelope) and the compatibility key.
+//! - `artifact`: the compatibility key of the cache's artifacts.
 //! - `guest`: the guest's WASI args, env and preopens in the form libwasmedge takes.
 //! - `memory`: the container memory limit as libwasmedge's page limit, and how a refusal shows.
 //!

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use wasmpod_runtime::cache::{ModuleCache, Outcome};
+use wasmpod_runtime::cache::{EntryKey, ModuleCache, Outcome};
 use wasmpod_runtime::engine::check_entry;
 use wasmpod_runtime::{EngineError, GuestContext, WasmEngine};
 use wasmpod_wasmedge::WasmEdge;
@@ -76,7 +76,15 @@ fn aot_artifacts_through_the_cache() {
     let worker = new_engine();
     assert_eq!(
         worker
-            .run(&worker.load(&path).unwrap(), &guest(None, None))
+            .run(
+                &wasmpod_runtime::cache::load(
+                    &worker,
+                    &path,
+                    &EntryKey::for_source(EXIT_7.as_bytes(), &worker.compatibility_key()),
+                )
+                .unwrap(),
+                &guest(None, None)
+            )
             .unwrap(),
         7
     );
@@ -89,7 +97,7 @@ fn entries_and_bad_modules() {
     let dir = tempfile::tempdir().unwrap();
     let artifact = dir.path().join("m.bin");
     std::fs::write(&artifact, engine.precompile(EXIT_7.as_bytes()).unwrap()).unwrap();
-    let module = engine.load(&artifact).unwrap();
+    let module = engine.load(std::fs::read(&artifact).unwrap()).unwrap();
     check_entry(&engine, &module, None).unwrap();
     check_entry(&engine, &module, Some("boom")).unwrap();
     let err = check_entry(&engine, &module, Some("add"))
@@ -190,7 +198,7 @@ fn child_runner() {
             let artifact = dir.path().join("m.bin");
             let source = std::fs::read(var("CHILD_MODULE")).unwrap();
             std::fs::write(&artifact, engine.precompile(&source).unwrap()).unwrap();
-            let module = engine.load(&artifact).unwrap();
+            let module = engine.load(std::fs::read(&artifact).unwrap()).unwrap();
             let guest = GuestContext {
                 args: var("CHILD_ARGS")
                     .split('\x1f')
@@ -213,7 +221,7 @@ fn child_runner() {
             let artifact = PathBuf::from(var("CHILD_ARTIFACT"));
             let before = threads();
             let engine = new_engine();
-            let module = engine.load(&artifact).unwrap();
+            let module = engine.load(std::fs::read(&artifact).unwrap()).unwrap();
             let after = threads();
             check_entry(&engine, &module, None).unwrap();
             format!("{before} {after}")

@@ -1,8 +1,8 @@
 //! wasmer adapter (runtime `io.containerd.wasmer.v1`): WASI preview1 core modules through
-//! wasmer-wasix, compiled ahead of time with Cranelift by the shim and loaded from the node's
-//! module cache in the container's init process.
+//! wasmer-wasix, compiled ahead of time with Cranelift by the node's compile process and loaded
+//! from the node's module cache before the container's init process starts.
 //!
-//! - `artifact`: the cache file format and the compatibility key.
+//! - `artifact`: the compatibility key of the cache's artifacts.
 //! - `limits`: the container memory limit as a cap on linear memory.
 //! - `stdio`: the guest's stdout/stderr on the process's fds.
 //! - `run`: one guest run.
@@ -14,8 +14,6 @@ mod artifact;
 mod limits;
 mod run;
 mod stdio;
-
-use std::path::Path;
 
 use wasmer::sys::{Cranelift, EngineBuilder};
 use wasmer::{Engine, ExternType, Module};
@@ -70,20 +68,17 @@ impl WasmEngine for Wasmer {
         let payload = module
             .serialize()
             .map_err(|e| EngineError::Other(format!("serializing module: {e}")))?;
-        Ok(artifact::ENVELOPE.seal(&self.key, &payload))
+        Ok(payload.to_vec())
     }
 
-    fn load(&self, path: &Path) -> Result<WasmerModule, EngineError> {
-        let payload = artifact::ENVELOPE.open(&self.key, path)?;
+    fn load(&self, artifact: Vec<u8>) -> Result<WasmerModule, EngineError> {
         let engine = engine();
-        // SAFETY: `open` verified that these are exactly the bytes `precompile` serialized with
-        // an engine of this compatibility key (digest over key and payload); wasmer still checks
-        // its own header, version and the CPU features the code needs.
-        let module =
-            unsafe { Module::deserialize(&engine, payload) }.map_err(|e| EngineError::Load {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
+        // SAFETY: the cache verified that these are exactly the bytes `precompile` serialized
+        // for this module with an engine of this compatibility key (see
+        // `wasmpod_runtime::cache::entry`); wasmer still checks its own header, version and the
+        // CPU features the code needs.
+        let module = unsafe { Module::deserialize(&engine, artifact) }
+            .map_err(|e| EngineError::Load(e.to_string()))?;
         Ok(WasmerModule { module, engine })
     }
 

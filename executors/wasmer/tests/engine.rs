@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use wasmpod_runtime::cache::{ModuleCache, Outcome};
+use wasmpod_runtime::cache::{CacheError, EntryKey, ModuleCache, Outcome};
 use wasmpod_runtime::engine::check_entry;
 use wasmpod_runtime::{EngineError, GuestContext, WasmEngine};
 use wasmpod_wasmer::Wasmer;
@@ -57,7 +57,8 @@ fn cache_miss_then_hit_then_runs() {
     // A fresh engine loads it from the path, as the zygote worker does.
     let worker = Wasmer::new().unwrap();
     assert_eq!(worker.compatibility_key(), engine.compatibility_key());
-    let reloaded = worker.load(&path).unwrap();
+    let key = EntryKey::for_source(EXIT_7.as_bytes(), &worker.compatibility_key());
+    let reloaded = wasmpod_runtime::cache::load(&worker, &path, &key).unwrap();
     assert_eq!(worker.run(&reloaded, &guest(None)).unwrap(), 7);
 }
 
@@ -80,51 +81,59 @@ fn corrupted_entry_is_recompiled() {
     assert_eq!(engine.run(&module, &guest(None)).unwrap(), 7);
 }
 
-fn expect_load_error(engine: &Wasmer, path: &Path, what: &str) {
-    match engine.load(path) {
-        Err(EngineError::Load { path: p, reason }) => {
-            assert_eq!(p, path, "{what}");
-            assert!(!reason.is_empty(), "{what}");
-        }
-        Err(other) => panic!("{what}: expected a load error, got {other}"),
+fn expect_load_error(engine: &Wasmer, path: &Path, key: &EntryKey, what: &str) {
+    match wasmpod_runtime::cache::load(engine, path, key) {
+        Err(CacheError::Entry { path: p, .. }) => assert_eq!(p, path, "{what}"),
+        Err(other) => panic!("{what}: expected an entry error, got {other}"),
         Ok(_) => panic!("{what}: loaded"),
     }
 }
 
+/// wasmer 7.4.2's loader runs unchecked: only entries this node wrote for this module may
+/// reach it. Every damaged or foreign file is refused by the cache before wasmer sees it.
 #[test]
 fn corrupted_or_foreign_artifacts_are_load_errors() {
     let dir = tempfile::tempdir().unwrap();
+    let cache = ModuleCache::new(dir.path().join("wasmer"));
     let engine = Wasmer::new().unwrap();
-    let artifact = engine.precompile(EXIT_7.as_bytes()).unwrap();
-    let path = dir.path().join("a.bin");
+    let key = EntryKey::for_source(EXIT_7.as_bytes(), &engine.compatibility_key());
+    let (_, path, _) = cache.get_or_compile(&engine, EXIT_7.as_bytes()).unwrap();
+    let entry = std::fs::read(&path).unwrap();
     let write = |bytes: &[u8]| std::fs::write(&path, bytes).unwrap();
-
-    write(&artifact);
-    engine.load(&path).unwrap();
+    wasmpod_runtime::cache::load(&engine, &path, &key).unwrap();
 
     // One flipped bit anywhere: in the machine code as much as in the metadata.
-    for at in [artifact.len() / 3, artifact.len() / 2, artifact.len() - 1] {
-        let mut flipped = artifact.clone();
+    for at in [entry.len() / 3, entry.len() / 2, entry.len() - 1] {
+        let mut flipped = entry.clone();
         flipped[at] ^= 0x40;
         write(&flipped);
-        expect_load_error(&engine, &path, &format!("bit flipped at {at}"));
+        expect_load_error(&engine, &path, &key, &format!("bit flipped at {at}"));
     }
-    write(&artifact[..artifact.len() / 2]);
-    expect_load_error(&engine, &path, "truncated");
+    write(&entry[..entry.len() / 2]);
+    expect_load_error(&engine, &path, &key, "truncated");
     write(&[]);
-    expect_load_error(&engine, &path, "empty");
-    // wasmer's own serialization without our envelope (what another tool would write).
-    write(&artifact[48..]);
-    expect_load_error(&engine, &path, "bare wasmer artifact");
+    expect_load_error(&engine, &path, &key, "empty");
+    // wasmer's own serialization without our header (what another tool would write).
+    write(&engine.precompile(EXIT_7.as_bytes()).unwrap());
+    expect_load_error(&engine, &path, &key, "bare wasmer artifact");
     // An ELF file: wasmer would hand it to its unchecked ELF loader.
     let mut elf = b"\x7fELF\x02\x01\x01\0".to_vec();
-    elf.extend_from_slice(&artifact);
+    elf.extend_from_slice(&entry);
     write(&elf);
-    expect_load_error(&engine, &path, "ELF");
+    expect_load_error(&engine, &path, &key, "ELF");
     // A wasm module where an artifact is expected.
     write(&std::fs::read(fixture("wasm/hello.wasm")).unwrap());
-    expect_load_error(&engine, &path, "wasm module");
-    expect_load_error(&engine, &dir.path().join("missing.bin"), "missing file");
+    expect_load_error(&engine, &path, &key, "wasm module");
+    // Another module's entry under this module's name.
+    let (_, other, _) = cache.get_or_compile(&engine, GROW.as_bytes()).unwrap();
+    std::fs::copy(&other, &path).unwrap();
+    expect_load_error(&engine, &path, &key, "another module's entry");
+    expect_load_error(
+        &engine,
+        &dir.path().join("missing.bin"),
+        &key,
+        "missing file",
+    );
 }
 
 #[test]
@@ -251,10 +260,7 @@ fn child_runner() {
         "run" => {
             let engine = Wasmer::new().unwrap();
             let source = std::fs::read(var("CHILD_MODULE")).unwrap();
-            let dir = tempfile::tempdir().unwrap();
-            let artifact = dir.path().join("m.bin");
-            std::fs::write(&artifact, engine.precompile(&source).unwrap()).unwrap();
-            let module = engine.load(&artifact).unwrap();
+            let module = engine.load(engine.precompile(&source).unwrap()).unwrap();
             let args = var("CHILD_ARGS");
             let guest = GuestContext {
                 args: args.split('\x1f').map(str::to_string).collect(),
@@ -285,7 +291,8 @@ fn child_runner() {
         "threads" => {
             let before = threads();
             let engine = Wasmer::new().unwrap();
-            let module = engine.load(Path::new(&var("CHILD_ARTIFACT"))).unwrap();
+            let artifact = std::fs::read(var("CHILD_ARTIFACT")).unwrap();
+            let module = engine.load(artifact).unwrap();
             let after = threads();
             assert!(engine.function_exports(&module).contains(&"_start".into()));
             std::fs::write(var("CHILD_RESULT"), format!("{before} {after}")).unwrap();
@@ -296,7 +303,7 @@ fn child_runner() {
             let engine = Wasmer::new().unwrap();
             let artifact = PathBuf::from(var("CHILD_ARTIFACT"));
             let load_and_drop = || {
-                let module = engine.load(&artifact).unwrap();
+                let module = engine.load(std::fs::read(&artifact).unwrap()).unwrap();
                 check_entry(&engine, &module, None).unwrap();
             };
             load_and_drop();

@@ -1,10 +1,9 @@
 //! wasmtime adapter: WASI preview1 core modules, WASI 0.2 command components and `wasi:http`
-//! proxy components, compiled ahead of time by the shim and loaded from the node's module cache
-//! in the container's init process. A command runs once; a proxy is served over HTTP.
+//! proxy components, compiled ahead of time by the node's compile process and loaded from the
+//! node's module cache before the container's init process starts. A command runs once; a proxy is served over HTTP.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::path::Path;
 
 mod component;
 mod core;
@@ -90,25 +89,21 @@ impl WasmEngine for Wasmtime {
         compiled.map_err(|e| EngineError::Compile(format!("{e:#}")))
     }
 
-    fn load(&self, artifact: &Path) -> Result<Guest, EngineError> {
-        let load_error = |reason: String| EngineError::Load {
-            path: artifact.to_path_buf(),
-            reason,
-        };
-        let kind = Engine::detect_precompiled_file(artifact)
-            .map_err(|e| load_error(format!("{e:#}")))?
-            .ok_or_else(|| load_error("not a wasmtime artifact".into()))?;
-        // SAFETY: artifacts come only from the root-only node cache, written by `precompile`
-        // with an engine of the same compatibility key.
+    fn load(&self, artifact: Vec<u8>) -> Result<Guest, EngineError> {
+        let load_error = |e: wasmtime::Error| EngineError::Load(format!("{e:#}"));
+        let kind = Engine::detect_precompiled(&artifact)
+            .ok_or_else(|| EngineError::Load("not a wasmtime artifact".into()))?;
+        // SAFETY: the cache handed over exactly the bytes `precompile` wrote for this module
+        // with an engine of this compatibility key (digest-checked entry, root-only cache).
         let loaded = match kind {
             Precompiled::Module => {
-                unsafe { Module::deserialize_file(&self.engine, artifact) }.map(Guest::Module)
+                unsafe { Module::deserialize(&self.engine, &artifact) }.map(Guest::Module)
             }
             Precompiled::Component => {
-                unsafe { Component::deserialize_file(&self.engine, artifact) }.map(Guest::Component)
+                unsafe { Component::deserialize(&self.engine, &artifact) }.map(Guest::Component)
             }
         };
-        loaded.map_err(|e| load_error(format!("{e:#}")))
+        loaded.map_err(load_error)
     }
 
     fn function_exports(&self, guest: &Guest) -> Vec<String> {

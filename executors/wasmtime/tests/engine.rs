@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use wasmpod_runtime::cache::{ModuleCache, Outcome, IN_USE_GRACE, STALE_TMP_AGE};
+use wasmpod_runtime::cache::{EntryKey, ModuleCache, Outcome, IN_USE_GRACE, STALE_TMP_AGE};
 use wasmpod_runtime::engine::check_entry;
 use wasmpod_runtime::{EngineError, GuestContext, WasmEngine};
 use wasmpod_wasmtime::Wasmtime;
@@ -220,7 +220,7 @@ fn entry_larger_than_the_limit_still_works() {
     assert_eq!(engine.run(&module, &guest(None)).unwrap(), 7);
     // A fresh engine loads it from the path, as the zygote worker does.
     let worker = Wasmtime::new().unwrap();
-    let reloaded = worker.load(&path).unwrap();
+    let reloaded = load_entry(&worker, &path, EXIT_7.as_bytes());
     assert_eq!(worker.run(&reloaded, &guest(None)).unwrap(), 7);
     let (_, _, again) = cache.get_or_compile(&engine, EXIT_7.as_bytes()).unwrap();
     assert_eq!(again, Outcome::Hit);
@@ -241,7 +241,7 @@ fn entries_just_handed_out_are_not_evicted() {
         .unwrap();
     assert!(a.exists() && b.exists());
     let worker = Wasmtime::new().unwrap();
-    let module = worker.load(&a).unwrap();
+    let module = load_entry(&worker, &a, exit_with(1).as_bytes());
     assert_eq!(worker.run(&module, &guest(None)).unwrap(), 1);
 }
 
@@ -288,4 +288,10 @@ fn component_is_cached_and_entered_through_cli_run() {
     // A core module is not a command component and vice versa.
     let (module, _, _) = cache.get_or_compile(&engine, EXIT_7.as_bytes()).unwrap();
     check_entry(&engine, &module, None).unwrap();
+}
+
+/// Loads the cache entry at `path` of the module `source`, as the zygote does.
+fn load_entry(engine: &Wasmtime, path: &Path, source: &[u8]) -> wasmpod_wasmtime::Guest {
+    let key = EntryKey::for_source(source, &engine.compatibility_key());
+    wasmpod_runtime::cache::load(engine, path, &key).unwrap()
 }

@@ -4,8 +4,12 @@
 use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 
-use crate::cache::{ModuleCache, Outcome};
-use crate::detect::{detect, from_image, DetectError, ImageModule, WasmFormat, Workload};
+use crate::cache::{EntryKey, Lookup, ModuleCache};
+use crate::compile::source::{max_module_bytes, SourceError};
+use crate::compile::{CompileError, Compiler, SealedModule};
+use crate::detect::{
+    detect, from_image, DetectError, ImageModule, ModuleSource, WasmFormat, Workload,
+};
 use crate::engine::{EngineError, WasmEngine};
 use crate::mount::{mount_rootfs, unmount_all, MountError, RootfsMount};
 use crate::spec::{self, SpecError};
@@ -23,6 +27,10 @@ pub enum CreateError {
     Module { path: String, source: EngineError },
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Compile(#[from] CompileError),
     #[error("state root {path}: {source}")]
     StateRoot {
         path: PathBuf,
@@ -58,16 +66,23 @@ pub struct Created {
     pub rootfs: PathBuf,
 }
 
+/// What turns a detected wasm workload into a loadable artifact: the engine (for its
+/// compatibility key), the node's cache and its compiler.
+pub struct Preparer<'a, E: WasmEngine> {
+    pub engine: &'a E,
+    pub cache: &'a ModuleCache,
+    pub compiler: &'a Compiler,
+}
+
 pub fn create<E: WasmEngine>(
     zygote: &Zygote,
-    engine: &E,
-    cache: &ModuleCache,
+    preparer: &Preparer<E>,
     opts: &CreateOptions,
 ) -> Result<Created, CreateError> {
     let spec = spec::load(opts.bundle)?;
     let rootfs = spec::rootfs(&spec, opts.bundle);
     mount_rootfs(opts.rootfs_mounts, &rootfs)?;
-    let result = create_on_rootfs(zygote, engine, cache, opts, &spec, &rootfs);
+    let result = create_on_rootfs(zygote, preparer, opts, &spec, &rootfs);
     if result.is_err() {
         if let Err(e) = super::delete(opts.root, opts.id) {
             tracing::warn!(id = opts.id, error = %e, "cleanup after failed create");
@@ -83,8 +98,7 @@ pub fn create<E: WasmEngine>(
 
 fn create_on_rootfs<E: WasmEngine>(
     zygote: &Zygote,
-    engine: &E,
-    cache: &ModuleCache,
+    preparer: &Preparer<E>,
     opts: &CreateOptions,
     spec: &oci_spec::runtime::Spec,
     rootfs: &Path,
@@ -94,7 +108,7 @@ fn create_on_rootfs<E: WasmEngine>(
         None => detect(spec, rootfs)?,
     };
     tracing::info!(id = opts.id, reason = %decision.reason, "workload decision");
-    let (workload, wasm) = prepare(engine, cache, opts.id, decision.workload)?;
+    let prepared = prepare(preparer, opts.id, decision.workload)?;
 
     std::fs::create_dir_all(opts.root).map_err(|source| CreateError::StateRoot {
         path: opts.root.to_path_buf(),
@@ -109,27 +123,45 @@ fn create_on_rootfs<E: WasmEngine>(
         stdout: opts.stdout.clone(),
         stderr: opts.stderr.clone(),
         systemd_cgroup: uses_systemd_cgroups(spec),
-        workload,
+        workload: prepared.workload.clone(),
         exec_process: None,
     };
-    let spawned = zygote.create(&request, opts.oom_report)?;
-    log_zygote_module(opts.id, wasm, spawned.module_reused);
+    let spawned = prepared.finish(zygote.create(&request, opts.oom_report))?;
+    log_zygote_module(opts.id, prepared.wasm, spawned.module_reused);
     Ok(Created {
         pid: spawned.pid,
-        wasm,
+        wasm: prepared.wasm,
         reason: decision.reason,
         rootfs: rootfs.to_path_buf(),
     })
 }
 
-/// Turns a detected workload into what the zygote worker needs: for wasm, the module compiled
-/// (or found in the cache) and its entrypoint checked. Returns the workload and whether it is wasm.
-pub(super) fn prepare<E: WasmEngine>(
-    engine: &E,
-    cache: &ModuleCache,
+/// A workload made ready for the zygote.
+pub(super) struct Prepared<'a> {
+    pub workload: PreparedWorkload,
+    pub wasm: bool,
+    /// A single-use artifact (the cache directory is unsafe), removed once the zygote is done.
+    private: Option<(PathBuf, &'a ModuleCache)>,
+}
+
+impl Prepared<'_> {
+    /// Removes a single-use artifact now that the zygote has loaded it (or failed to).
+    pub fn finish<T>(&self, result: Result<T, ZygoteError>) -> Result<T, ZygoteError> {
+        if let Some((artifact, cache)) = &self.private {
+            cache.discard(artifact);
+        }
+        result
+    }
+}
+
+/// Turns a detected workload into what the zygote worker needs: for wasm, the module's
+/// artifact from the cache, compiled by the node's compile process on a miss. The shim itself
+/// only copies and hashes the module; the zygote loads the artifact and checks the entry point.
+pub(super) fn prepare<'a, E: WasmEngine>(
+    preparer: &Preparer<'a, E>,
     id: &str,
     workload: Workload,
-) -> Result<(PreparedWorkload, bool), CreateError> {
+) -> Result<Prepared<'a>, CreateError> {
     let Workload::Wasm {
         path,
         func,
@@ -137,37 +169,67 @@ pub(super) fn prepare<E: WasmEngine>(
         format,
     } = workload
     else {
-        return Ok((PreparedWorkload::Native, false));
-    };
-    let module_err = |source| CreateError::Module {
-        path: path.clone(),
-        source,
+        return Ok(Prepared {
+            workload: PreparedWorkload::Native,
+            wasm: false,
+            private: None,
+        });
     };
     if format == WasmFormat::Component && !E::SUPPORTS_COMPONENTS {
-        return Err(module_err(EngineError::ComponentUnsupported {
-            engine: E::NAME,
-        }));
+        return Err(CreateError::Module {
+            path,
+            source: EngineError::ComponentUnsupported { engine: E::NAME },
+        });
     }
-    let (module, artifact, outcome) =
-        cache.get_or_compile(engine, &source).map_err(|e| match e {
-            crate::cache::CacheError::Engine(source) => module_err(source),
-            other => CreateError::Cache(other),
-        })?;
-    let verdict = match outcome {
-        Outcome::Hit => "hit",
-        Outcome::Miss => "miss, compiled",
-        Outcome::Replaced => "unloadable entry, recompiled",
+    let limit = max_module_bytes();
+    let module = match source {
+        ModuleSource::File(mut file) => {
+            // Detection may have read the head: the copy starts from the first byte.
+            std::io::Seek::rewind(&mut file).map_err(|source| SourceError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            SealedModule::copy_from(&path, file, limit)?
+        }
+        ModuleSource::Bytes(bytes) => SealedModule::copy_from(&path, bytes.as_slice(), limit)?,
+    };
+    let key = EntryKey::new(*module.sha256(), &preparer.engine.compatibility_key());
+    let cache = preparer.cache;
+    let (artifact, verdict) = match cache.lookup(&key) {
+        Lookup::Hit(artifact) => (artifact, "hit"),
+        lookup => {
+            if let Lookup::Refused(reason) = &lookup {
+                tracing::warn!(id, module = %path, entry = %key.file_name(), %reason, "cache entry refused, compiling again");
+            }
+            let temp = cache.create_temp()?;
+            let stats = preparer.compiler.compile(&path, &module, temp.file())?;
+            tracing::info!(
+                id,
+                module = %path,
+                queued_ms = stats.queued.as_millis() as u64,
+                compile_ms = stats.compiled.as_millis() as u64,
+                "module compiled"
+            );
+            let verdict = match (lookup, cache.is_shared()) {
+                (_, false) => "not used (unsafe directory), compiled for this container",
+                (Lookup::Refused(_), true) => "refused entry, recompiled",
+                _ => "miss, compiled",
+            };
+            (cache.commit(temp, &key)?, verdict)
+        }
     };
     tracing::info!(id, module = %path, cache = verdict, "module prepared");
-    engine
-        .check_entry(&module, func.as_deref())
-        .map_err(module_err)?;
-    let prepared = PreparedWorkload::Wasm {
-        artifact,
-        module_path: path,
-        func,
-    };
-    Ok((prepared, true))
+    let private = (!cache.is_shared()).then(|| (artifact.clone(), cache));
+    Ok(Prepared {
+        workload: PreparedWorkload::Wasm {
+            artifact,
+            module_sha256: module.sha256_hex(),
+            module_path: path,
+            func,
+        },
+        wasm: true,
+        private,
+    })
 }
 
 /// Whether the zygote found the module already loaded (`zygote=reused`) or loaded it for this

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Process;
 
-use super::create::{log_zygote_module, prepare, uses_systemd_cgroups, CreateError, Created};
-use crate::cache::ModuleCache;
+use super::create::{
+    log_zygote_module, prepare, uses_systemd_cgroups, CreateError, Created, Preparer,
+};
 use crate::detect::detect;
 use crate::engine::WasmEngine;
 use crate::spec::{self, SpecError};
@@ -29,8 +30,7 @@ pub struct ExecOptions<'a> {
 
 pub fn exec<E: WasmEngine>(
     zygote: &Zygote,
-    engine: &E,
-    cache: &ModuleCache,
+    preparer: &Preparer<E>,
     opts: &ExecOptions,
 ) -> Result<Created, CreateError> {
     let process: Process = serde_json::from_slice(opts.process_json)
@@ -41,7 +41,7 @@ pub fn exec<E: WasmEngine>(
     let rootfs = spec::rootfs(&spec, opts.bundle);
     let decision = detect(&spec, &rootfs)?;
     tracing::info!(id = opts.id, exec_id = opts.exec_id, reason = %decision.reason, "exec decision");
-    let (workload, wasm) = prepare(engine, cache, opts.id, decision.workload)?;
+    let prepared = prepare(preparer, opts.id, decision.workload)?;
 
     let dir = opts.bundle.join("wasmpod");
     let path = dir.join(format!("exec-{}.json", opts.exec_id));
@@ -61,14 +61,14 @@ pub fn exec<E: WasmEngine>(
         stdout: opts.stdout.clone(),
         stderr: opts.stderr.clone(),
         systemd_cgroup: uses_systemd_cgroups(&spec),
-        workload,
+        workload: prepared.workload.clone(),
         exec_process: Some(path),
     };
-    let spawned = zygote.create(&request, None)?;
-    log_zygote_module(opts.id, wasm, spawned.module_reused);
+    let spawned = prepared.finish(zygote.create(&request, None))?;
+    log_zygote_module(opts.id, prepared.wasm, spawned.module_reused);
     Ok(Created {
         pid: spawned.pid,
-        wasm,
+        wasm: prepared.wasm,
         reason: decision.reason,
         rootfs,
     })

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use libcontainer::container::Container;
 use libcontainer::error::LibcontainerError;
 
-pub use create::{create, CreateError, CreateOptions, Created};
+pub use create::{create, CreateError, CreateOptions, Created, Preparer};
 pub use delete::delete;
 pub use exec::{exec, ExecOptions};
 pub use kill::kill;

@@ -3,14 +3,18 @@
 //!
 //! Everything here is built in the zygote itself, which must stay single-threaded: loading an
 //! artifact maps it and starts no thread, and the caller checks the thread count after each
-//! request before forking. Nothing is ever compiled here; the shim compiled it into the cache.
+//! request before forking. Nothing is ever compiled here: the node's compile process wrote the
+//! artifact into the cache, and it is loaded here only if its entry is this module's, for this
+//! engine, byte for byte ([`crate::cache::entry`]). The entry point is checked here too, so the
+//! shim never loads a module itself.
 
 use std::fs::File;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use seccompiler::BpfProgram;
 
+use crate::cache::EntryKey;
 use crate::engine::WasmEngine;
 
 /// Modules kept loaded; the oldest is dropped beyond this.
@@ -28,6 +32,7 @@ struct ArtifactId {
 
 struct Kept<M> {
     id: ArtifactId,
+    module_sha256: String,
     _file: File,
     module: M,
 }
@@ -80,12 +85,21 @@ impl<E: WasmEngine> Prepared<E> {
         Ok(self.seccomp.insert(filter).clone())
     }
 
-    /// The engine, the module loaded from `artifact` and the seccomp filter, building each on
-    /// first use only.
-    pub fn wasm(&mut self, artifact: &Path) -> Result<WasmParts<E>, String> {
+    /// The engine, the module loaded from `artifact` (the entry of the module whose sha256 is
+    /// `module_sha256`) with its entry point `func` checked, and the seccomp filter, building
+    /// each on first use only.
+    pub fn wasm(
+        &mut self,
+        artifact: &Path,
+        module_sha256: &str,
+        func: Option<&str>,
+    ) -> Result<WasmParts<E>, String> {
         let engine = self.engine()?;
         let seccomp = self.seccomp()?;
-        let (module, reused) = self.module(&engine, artifact)?;
+        let (module, reused) = self.module(&engine, artifact, module_sha256)?;
+        engine
+            .check_entry(&module, func)
+            .map_err(|e| e.to_string())?;
         Ok(WasmParts {
             engine,
             module,
@@ -94,8 +108,17 @@ impl<E: WasmEngine> Prepared<E> {
         })
     }
 
-    fn module(&mut self, engine: &E, artifact: &Path) -> Result<(E::Module, bool), String> {
-        let file = File::open(artifact).map_err(|e| format!("{}: {e}", artifact.display()))?;
+    fn module(
+        &mut self,
+        engine: &E,
+        artifact: &Path,
+        module_sha256: &str,
+    ) -> Result<(E::Module, bool), String> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(artifact)
+            .map_err(|e| format!("{}: {e}", artifact.display()))?;
         let meta = file
             .metadata()
             .map_err(|e| format!("{}: {e}", artifact.display()))?;
@@ -104,18 +127,27 @@ impl<E: WasmEngine> Prepared<E> {
             ino: meta.ino(),
             size: meta.size(),
         };
-        if let Some(pos) = self.modules.iter().position(|k| k.id == id) {
+        if let Some(pos) = self
+            .modules
+            .iter()
+            .position(|k| k.id == id && k.module_sha256 == module_sha256)
+        {
             let kept = self.modules.remove(pos);
             let module = kept.module.clone();
             self.modules.push(kept);
             return Ok((module, true));
         }
-        let module = engine.load(artifact).map_err(|e| e.to_string())?;
+        let mut sha = [0u8; 32];
+        hex::decode_to_slice(module_sha256, &mut sha)
+            .map_err(|e| format!("bad module digest {module_sha256:?}: {e}"))?;
+        let key = EntryKey::new(sha, &engine.compatibility_key());
+        let module = crate::cache::load(engine, artifact, &key).map_err(|e| e.to_string())?;
         if self.modules.len() >= MODULES_KEPT {
             self.modules.remove(0);
         }
         self.modules.push(Kept {
             id,
+            module_sha256: module_sha256.to_string(),
             _file: file,
             module: module.clone(),
         });
@@ -126,7 +158,10 @@ impl<E: WasmEngine> Prepared<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::entry;
     use crate::engine::{EngineError, GuestContext};
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::FileExt;
 
     /// Loads an artifact as its text: enough to see which file a kept module came from.
     #[derive(Clone)]
@@ -144,19 +179,36 @@ mod tests {
         fn precompile(&self, source: &[u8]) -> Result<Vec<u8>, EngineError> {
             Ok(source.to_vec())
         }
-        fn load(&self, artifact: &Path) -> Result<String, EngineError> {
-            std::fs::read_to_string(artifact).map_err(|e| EngineError::Other(e.to_string()))
+        fn load(&self, artifact: Vec<u8>) -> Result<String, EngineError> {
+            String::from_utf8(artifact).map_err(|e| EngineError::Other(e.to_string()))
         }
-        fn function_exports(&self, _: &String) -> Vec<String> {
-            Vec::new()
+        fn function_exports(&self, text: &String) -> Vec<String> {
+            vec![text.clone()]
         }
         fn run(&self, _: &String, _: &GuestContext) -> Result<i32, EngineError> {
             Ok(0)
         }
     }
 
-    fn load(prepared: &mut Prepared<TextEngine>, path: &Path) -> (String, bool) {
-        let parts = prepared.wasm(path).unwrap();
+    /// The module whose artifact is `text`.
+    fn module_sha(text: &str) -> String {
+        hex::encode(Sha256::digest(format!("module {text}")))
+    }
+
+    /// Writes a sealed cache entry holding `text` for the module of [`module_sha`].
+    fn write_entry(path: &Path, text: &str) {
+        let mut sha = [0u8; 32];
+        hex::decode_to_slice(module_sha(text), &mut sha).unwrap();
+        let key = EntryKey::new(sha, "text");
+        let file = read_write(path);
+        entry::write_placeholder(&file).unwrap();
+        file.write_all_at(text.as_bytes(), entry::HEADER_LEN as u64)
+            .unwrap();
+        entry::seal(&file, &key).unwrap();
+    }
+
+    fn load(prepared: &mut Prepared<TextEngine>, path: &Path, text: &str) -> (String, bool) {
+        let parts = prepared.wasm(path, &module_sha(text), Some(text)).unwrap();
         (parts.module, parts.reused)
     }
 
@@ -164,47 +216,79 @@ mod tests {
     fn same_entry_is_reused_and_a_replaced_one_reloaded() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.bin");
-        std::fs::write(&path, "one").unwrap();
+        write_entry(&path, "one");
         let mut prepared = Prepared::<TextEngine>::new();
-        assert_eq!(load(&mut prepared, &path), ("one".into(), false));
-        assert_eq!(load(&mut prepared, &path), ("one".into(), true));
+        assert_eq!(load(&mut prepared, &path, "one"), ("one".into(), false));
+        assert_eq!(load(&mut prepared, &path, "one"), ("one".into(), true));
 
         // The cache replaces entries by rename: a new inode.
         let tmp = dir.path().join("tmp");
-        std::fs::write(&tmp, "two").unwrap();
+        write_entry(&tmp, "two");
         std::fs::rename(&tmp, &path).unwrap();
-        assert_eq!(load(&mut prepared, &path), ("two".into(), false));
+        assert_eq!(load(&mut prepared, &path, "two"), ("two".into(), false));
+    }
+
+    #[test]
+    fn another_modules_entry_and_a_missing_entry_point_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.bin");
+        write_entry(&path, "one");
+        let mut prepared = Prepared::<TextEngine>::new();
+        let err = prepared
+            .wasm(&path, &module_sha("two"), None)
+            .err()
+            .unwrap();
+        assert!(err.contains("another module"), "{err}");
+        let err = prepared
+            .wasm(&path, &module_sha("one"), Some("nope"))
+            .err()
+            .unwrap();
+        assert!(err.contains("export `nope` not found"), "{err}");
     }
 
     #[test]
     fn least_recently_used_module_is_dropped_beyond_the_bound() {
         let dir = tempfile::tempdir().unwrap();
-        let paths: Vec<_> = (0..=MODULES_KEPT)
+        let entries: Vec<_> = (0..=MODULES_KEPT)
             .map(|i| {
                 let path = dir.path().join(format!("{i}.bin"));
-                std::fs::write(&path, i.to_string()).unwrap();
-                path
+                write_entry(&path, &i.to_string());
+                (path, i.to_string())
             })
             .collect();
         let mut prepared = Prepared::<TextEngine>::new();
-        for path in &paths[..MODULES_KEPT] {
-            load(&mut prepared, path);
+        for (path, text) in &entries[..MODULES_KEPT] {
+            load(&mut prepared, path, text);
         }
         // Use the first again, so the second is now the oldest.
-        assert!(load(&mut prepared, &paths[0]).1);
-        load(&mut prepared, &paths[MODULES_KEPT]);
+        assert!(load(&mut prepared, &entries[0].0, &entries[0].1).1);
+        let (last, text) = &entries[MODULES_KEPT];
+        load(&mut prepared, last, text);
         assert_eq!(prepared.modules.len(), MODULES_KEPT);
-        assert!(load(&mut prepared, &paths[0]).1);
-        assert!(!load(&mut prepared, &paths[1]).1, "the oldest was kept");
+        assert!(load(&mut prepared, &entries[0].0, &entries[0].1).1);
+        assert!(
+            !load(&mut prepared, &entries[1].0, &entries[1].1).1,
+            "the oldest was kept"
+        );
     }
 
     #[test]
     fn missing_artifact_is_an_error_naming_it() {
         let mut prepared = Prepared::<TextEngine>::new();
         let err = prepared
-            .wasm(Path::new("/nonexistent/m.bin"))
+            .wasm(Path::new("/nonexistent/m.bin"), &module_sha("x"), None)
             .err()
             .unwrap();
         assert!(err.contains("/nonexistent/m.bin"), "{err}");
+    }
+
+    fn read_write(path: &Path) -> File {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .unwrap()
     }
 }

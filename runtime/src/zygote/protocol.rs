@@ -31,6 +31,8 @@ pub enum PreparedWorkload {
     Wasm {
         /// Compiled artifact from the node's module cache.
         artifact: PathBuf,
+        /// sha256 of the module source (hex): the entry must be this module's.
+        module_sha256: String,
         module_path: String,
         func: Option<String>,
     },

@@ -121,10 +121,13 @@ fn prepare<E: WasmEngine>(
         PreparedWorkload::Native => None,
         PreparedWorkload::Wasm {
             artifact,
+            module_sha256,
             module_path,
             func,
         } => Some(WasmJob {
-            parts: prepared.wasm(artifact)?,
+            parts: prepared
+                .wasm(artifact, module_sha256, func.as_deref())
+                .map_err(|e| format!("{module_path}: {e}"))?,
             module_path: module_path.clone(),
             func: func.clone(),
         }),

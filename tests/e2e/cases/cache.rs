@@ -14,7 +14,9 @@ use crate::support::shim_log_field;
 pub fn cases() -> Vec<Case> {
     cases![
         cache_second_start_hits_and_corruption_recompiles,
-        cache_full_evicts_least_recently_used
+        cache_full_evicts_least_recently_used,
+        cache_entry_of_another_module_is_refused,
+        cache_unsafe_directory_is_not_used,
     ]
 }
 
@@ -87,7 +89,7 @@ fn cache_second_start_hits_and_corruption_recompiles(env: &Env) -> Result<()> {
     let third = run_ok(env, "cache-corrupt")?;
     let v = verdict(env, &third)?;
     ensure!(
-        v.starts_with("unloadable entry"),
+        v.starts_with("refused entry"),
         "after corruption: cache={v}"
     );
     let len = std::fs::metadata(&path)?.len();
@@ -134,4 +136,95 @@ fn cache_full_evicts_least_recently_used(shared: &Env) -> Result<()> {
     ensure!(v.starts_with("miss"), "after eviction: cache={v}");
     ensure!(new.exists(), "an entry within the in-use grace was evicted");
     env.stop_gracefully()
+}
+
+/// An entry copied over another module's file (what a poisoning attempt or a botched restore
+/// leaves) is detected, logged and compiled again: the module that runs is the right one.
+fn cache_entry_of_another_module_is_refused(env: &Env) -> Result<()> {
+    env.require_shim()?;
+    run_ok(env, "poison-a")?;
+    run_module_ok(env, "poison-b", OTHER_MODULE)?;
+    let a = entry(env, FIXTURE)?.context("no cache entry for testprog")?;
+    let b = entry(env, OTHER_FIXTURE)?.context("no cache entry for hello")?;
+    std::fs::copy(&a, &b).context("copying one entry over the other")?;
+
+    let id = env.unique_id("poison-run");
+    let out = env
+        .ctr()
+        .run_rm(&env.runtime(), env.wasm_image()?, &id, &[OTHER_MODULE, "x"])?
+        .ok()?;
+    ensure!(
+        out.stdout.contains("arg[1]=x"),
+        "hello.wasm did not run as itself: {out}"
+    );
+    let v = verdict(env, &id)?;
+    ensure!(v.starts_with("refused entry"), "after the copy: cache={v}");
+    let reason = shim_log_field(env, "cache entry refused, compiling again", &id, "reason")?;
+    ensure!(
+        reason.contains("another module"),
+        "the refusal does not say the entry holds another module: {reason}"
+    );
+    ensure!(
+        std::fs::read(&b)? != std::fs::read(&a)?,
+        "hello's entry still holds testprog's artifact"
+    );
+    env.assert_no_leaks(&id)
+}
+
+/// A cache directory that is not root's alone is not used: one error line, and containers still
+/// run, each compiled for itself (nothing is written to that directory, nothing is left).
+fn cache_unsafe_directory_is_not_used(shared: &Env) -> Result<()> {
+    let base = tempfile::Builder::new()
+        .prefix("unsafe-cache-")
+        .tempdir_in(shared.containerd().base())?;
+    let dir = base.path().join("cache");
+    std::fs::create_dir(&dir)?;
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534))?;
+    let dir_text = dir.to_string_lossy().into_owned();
+    let env = Env::with_shim_env(shared.shim_dir(), &[("WASMPOD_CACHE_DIR", &dir_text)])
+        .context("starting a private containerd with an unsafe cache directory")?;
+    env.require_shim()?;
+    let id = env.unique_id("unsafe-cache");
+    let out = env
+        .ctr()
+        .run_rm(&env.runtime(), env.wasm_image()?, &id, &[OTHER_MODULE, "y"])?
+        .ok()?;
+    ensure!(out.stdout.contains("arg[1]=y"), "{out}");
+    let v = verdict(&env, &id)?;
+    ensure!(v.starts_with("not used (unsafe directory)"), "cache={v}");
+    let log = std::fs::read_to_string(env.containerd().log_path())?;
+    ensure!(
+        log.lines()
+            .any(|l| l.contains("module cache directory is not safe")
+                && l.contains("owned by uid 65534")),
+        "no error line naming the unsafe cache directory in containerd.log"
+    );
+    let written: Vec<_> = walk_files(&dir);
+    ensure!(
+        written.is_empty(),
+        "files written to the unsafe cache: {written:?}"
+    );
+    // Single-use artifacts are removed once the container's module is loaded.
+    let left = walk_files(std::path::Path::new(PRIVATE_ARTIFACTS));
+    ensure!(left.is_empty(), "private artifacts left behind: {left:?}");
+    env.assert_no_leaks(&id)?;
+    let mut env = env;
+    env.stop_gracefully()
+}
+
+/// Where a shim without a usable cache compiles for single containers (the runtime's
+/// `cache::PRIVATE_DIR`).
+const PRIVATE_ARTIFACTS: &str = "/run/wasmpod/private-artifacts";
+
+fn walk_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for item in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = item.path();
+        if path.is_dir() {
+            found.extend(walk_files(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
 }

@@ -13,6 +13,8 @@ mod bad_input;
 mod cache;
 #[path = "../cases/cleanup.rs"]
 mod cleanup;
+#[path = "../cases/compile_sandbox.rs"]
+mod compile_sandbox;
 #[path = "../cases/components.rs"]
 mod components;
 #[path = "../cases/cri_limits.rs"]
@@ -71,5 +73,6 @@ fn main() {
     all.extend(cri_restart::cases());
     all.extend(start_path::cases());
     all.extend(http::cases());
+    all.extend(compile_sandbox::cases());
     runner::main(all);
 }

@@ -1,0 +1,203 @@
+//! Tenant bytes → compiled artifact, outside the shim.
+//!
+//! The shim never parses or compiles a tenant's module: compiling is node work, like unpacking
+//! an image. Each compile runs in a short-lived process of its own (the shim binary executed
+//! again, [`child`]), confined before it reads the module ([`sandbox`]: the node's compile
+//! cgroup, no capabilities, a seccomp filter), given the module as a sealed memfd
+//! ([`source`]) and a temp file of the cache to write the artifact to. Compiles per node are
+//! limited ([`slots`]), each has a wall-clock limit, and failures are reported in words.
+
+pub mod cgroup;
+pub mod child;
+pub mod config;
+pub mod exits;
+mod sandbox;
+pub mod slots;
+pub mod source;
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use child::COMPILE_ARG;
+pub use config::CompileConfig;
+pub use source::SealedModule;
+
+use config::human_bytes;
+use exits::Exit;
+
+/// Most of the compile process's stderr kept for the error message.
+const MAX_STDERR: u64 = 16 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// The module is not valid wasm, or uses what the engine refuses: the engine's words.
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error(
+        "compiling {path} needed more than the node's compile memory limit ({limit}) \
+         (WASMPOD_COMPILE_MEMORY)"
+    )]
+    Memory { path: String, limit: String },
+    #[error("compiling {path} timed out after {seconds} s (WASMPOD_COMPILE_TIMEOUT)")]
+    Timeout { path: String, seconds: u64 },
+    #[error("compiling {path} failed: {reason}")]
+    Failed { path: String, reason: String },
+    #[error("compiling {path}: {what}: {source}")]
+    Io {
+        path: String,
+        what: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// What a compile took, for the log.
+#[derive(Debug, Clone, Copy)]
+pub struct CompileStats {
+    pub queued: Duration,
+    pub compiled: Duration,
+}
+
+/// Runs compiles for one shim under the node's limits.
+#[derive(Debug, Clone)]
+pub struct Compiler {
+    config: CompileConfig,
+    /// The node's compile slots (see [`slots`]).
+    slot_dir: PathBuf,
+    /// The program to execute: this shim's own binary.
+    program: PathBuf,
+}
+
+impl Compiler {
+    pub fn new(config: CompileConfig, slot_dir: PathBuf) -> Self {
+        Self {
+            config,
+            slot_dir,
+            program: PathBuf::from("/proc/self/exe"),
+        }
+    }
+
+    /// Another binary to execute as the compile process (tests: one that calls [`child::main`]).
+    pub fn with_program(mut self, program: PathBuf) -> Self {
+        self.program = program;
+        self
+    }
+
+    pub fn config(&self) -> &CompileConfig {
+        &self.config
+    }
+
+    /// Compiles `module` (found at `path` in the container) into `out`, which the compile
+    /// process writes from its current offset on.
+    pub fn compile(
+        &self,
+        path: &str,
+        module: &SealedModule,
+        out: &File,
+    ) -> Result<CompileStats, CompileError> {
+        let io = |what| {
+            move |source| CompileError::Io {
+                path: path.to_string(),
+                what,
+                source,
+            }
+        };
+        let slot = slots::acquire(&self.slot_dir, self.config.jobs).map_err(io("compile slot"))?;
+        let cgroup = cgroup::CompileCgroup::prepare(&self.config.cgroup, self.config.memory)
+            .map_err(|e| CompileError::Failed {
+                path: path.to_string(),
+                reason: e.to_string(),
+            })?;
+        let oom_before = cgroup.oom_kills();
+        let queued = slot.waited;
+        tracing::info!(
+            module = path,
+            bytes = module.len(),
+            slot = slot.index,
+            queued_ms = slot.waited.as_millis() as u64,
+            "compile started"
+        );
+        let started = Instant::now();
+        let procs = cgroup
+            .procs
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(":");
+        let mut command = Command::new(&self.program);
+        command
+            .arg(COMPILE_ARG)
+            .env_clear()
+            .env(child::PROCS_ENV, procs)
+            .current_dir("/")
+            .stdin(module.reader().map_err(io("module"))?)
+            .stdout(out.try_clone().map_err(io("artifact file"))?)
+            .stderr(Stdio::piped());
+        let mut child = exits::spawn(&mut command).map_err(io("starting the compile process"))?;
+        let stderr = child.stderr.take().map(read_bounded);
+        let deadline = started + self.config.timeout;
+        let exit = match exits::wait(&mut child, deadline) {
+            Some(exit) => exit,
+            None => {
+                let _ = child.kill();
+                let _ = exits::wait(&mut child, Instant::now() + Duration::from_secs(10));
+                exits::exits_forget(child.id() as i32);
+                return Err(CompileError::Timeout {
+                    path: path.to_string(),
+                    seconds: self.config.timeout.as_secs_f64().ceil() as u64,
+                });
+            }
+        };
+        let message = stderr
+            .and_then(|reader| reader.join().ok())
+            .unwrap_or_default();
+        let compiled = started.elapsed();
+        tracing::info!(
+            module = path,
+            ms = compiled.as_millis() as u64,
+            ?exit,
+            "compile finished"
+        );
+        drop(slot);
+        match exit {
+            Exit::Code(0) => Ok(CompileStats { queued, compiled }),
+            Exit::Code(child::EXIT_INVALID) => Err(CompileError::Invalid {
+                path: path.to_string(),
+                message,
+            }),
+            Exit::Signal(libc::SIGKILL) if cgroup.oom_kills() > oom_before => {
+                Err(CompileError::Memory {
+                    path: path.to_string(),
+                    limit: human_bytes(self.config.memory),
+                })
+            }
+            other => Err(CompileError::Failed {
+                path: path.to_string(),
+                reason: match (other, message.is_empty()) {
+                    (_, false) => message,
+                    (Exit::Signal(signal), true) => format!("killed by signal {signal}"),
+                    (Exit::Code(code), true) => format!("exit code {code}"),
+                },
+            }),
+        }
+    }
+}
+
+/// Reads at most [`MAX_STDERR`] bytes of the compile process's stderr (and drains the rest, so
+/// it never blocks on a full pipe), on a thread of its own.
+fn read_bounded(stderr: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut stderr = stderr;
+        let mut kept = Vec::new();
+        let _ = (&mut stderr).take(MAX_STDERR).read_to_end(&mut kept);
+        let _ = std::io::copy(&mut stderr, &mut std::io::sink());
+        String::from_utf8_lossy(&kept).trim().to_string()
+    })
+}
+
+/// Where the node's compile slots live: beside the module cache, shared by every engine.
+pub fn slot_dir(cache_base: &Path) -> PathBuf {
+    cache_base.join("compile-slots")
+}
