@@ -46,7 +46,25 @@ pub fn main<E: WasmEngine>() -> ! {
     if let Err(e) = out.write_all(&artifact).and_then(|()| out.flush()) {
         exit(EXIT_FAILED, &format!("writing the artifact: {e}"));
     }
-    exit(0, "")
+    // For the shim's log: what sizing WASMPOD_COMPILE_MEMORY needs to know.
+    let peak = peak_rss_kib().map_or(String::new(), |kib| format!("{PEAK_PREFIX}{kib}"));
+    exit(0, &peak)
+}
+
+/// The line a successful compile process ends its stderr with.
+pub const PEAK_PREFIX: &str = "peak_rss_kib=";
+
+/// `VmHWM` of this process, in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn exit(code: i32, message: &str) -> ! {

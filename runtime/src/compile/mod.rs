@@ -58,6 +58,8 @@ pub enum CompileError {
 pub struct CompileStats {
     pub queued: Duration,
     pub compiled: Duration,
+    /// Peak resident memory of the compile process, as it reported it.
+    pub peak_rss_kib: Option<u64>,
 }
 
 /// Runs compiles for one shim under the node's limits.
@@ -162,7 +164,13 @@ impl Compiler {
         );
         drop(slot);
         match exit {
-            Exit::Code(0) => Ok(CompileStats { queued, compiled }),
+            Exit::Code(0) => Ok(CompileStats {
+                queued,
+                compiled,
+                peak_rss_kib: message
+                    .lines()
+                    .find_map(|l| l.strip_prefix(child::PEAK_PREFIX)?.parse().ok()),
+            }),
             Exit::Code(child::EXIT_INVALID) => Err(CompileError::Invalid {
                 path: path.to_string(),
                 message,

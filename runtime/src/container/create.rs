@@ -208,6 +208,7 @@ pub(super) fn prepare<'a, E: WasmEngine>(
                 module = %path,
                 queued_ms = stats.queued.as_millis() as u64,
                 compile_ms = stats.compiled.as_millis() as u64,
+                compile_peak_kib = stats.peak_rss_kib.unwrap_or(0),
                 "module compiled"
             );
             let verdict = match (lookup, cache.is_shared()) {

@@ -36,7 +36,7 @@ pub fn vector(items: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
-/// An export entry: name, kind (0 = func), index.
+/// An export entry: name, kind (0 = func, 2 = memory), index.
 pub fn export(name: &str, kind: u8, index: u32) -> Vec<u8> {
     let mut out = Vec::new();
     leb(&mut out, name.len() as u64);
@@ -73,7 +73,11 @@ pub fn big_data_module(data_len: usize, salt: u8) -> Vec<u8> {
     let mut memory = vec![1u8, 0];
     leb(&mut memory, pages);
     section(&mut module, 5, &memory);
-    section(&mut module, 7, &vector(&[export("_start", 0, 0)]));
+    section(
+        &mut module,
+        7,
+        &vector(&[export("_start", 0, 0), export("memory", 2, 0)]),
+    );
     section(&mut module, 10, &vector(&[body(&[])]));
     let mut segment = vec![0u8, 0x41, 0, 0x0b]; // active, memory 0, offset i32.const 0
     leb(&mut segment, data_len as u64);
@@ -93,7 +97,12 @@ pub fn many_functions_module(functions: u32, salt: u32) -> Vec<u8> {
     section(&mut module, 1, &unit_type());
     let types: Vec<Vec<u8>> = (0..functions).map(|_| vec![0]).collect();
     section(&mut module, 3, &vector(&types));
-    section(&mut module, 7, &vector(&[export("_start", 0, 0)]));
+    section(&mut module, 5, &[1, 0, 1]); // one memory of one page (WASI runtimes want one)
+    section(
+        &mut module,
+        7,
+        &vector(&[export("_start", 0, 0), export("memory", 2, 0)]),
+    );
     let bodies: Vec<Vec<u8>> = (0..functions)
         .map(|f| {
             let mut code = Vec::new();
