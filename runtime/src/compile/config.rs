@@ -102,7 +102,7 @@ fn parse_cgroup_name(text: &str) -> Option<String> {
 /// `2 GiB`, `16 MiB`, `1536 KiB`, `100 bytes`: for messages.
 pub fn human_bytes(bytes: u64) -> String {
     for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
             return format!("{} {unit}", bytes >> shift);
         }
     }
