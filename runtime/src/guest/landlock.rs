@@ -166,7 +166,7 @@ fn dev_rules(
 
 fn is_kernel_fs(path: &Path) -> bool {
     match nix::sys::statfs::statfs(path) {
-        Ok(fs) => KERNEL_FS_MAGICS.contains(&(fs.filesystem_type().0 as i64)),
+        Ok(fs) => KERNEL_FS_MAGICS.contains(&fs.filesystem_type().0),
         // Unknown: grant nothing.
         Err(_) => true,
     }
