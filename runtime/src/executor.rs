@@ -2,7 +2,7 @@
 //! init process after namespaces, cgroups, pivot_root, capabilities and seccomp are set up,
 //! and either runs the prepared wasm module or `execve`s the native program.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -34,6 +34,9 @@ pub enum WorkloadExecutor<E: WasmEngine> {
         seccomp: seccompiler::BpfProgram,
         /// Where a memory-limit stop is reported to the shim (see [`crate::oom`]).
         oom_report: Option<Arc<OwnedFd>>,
+        /// The memory layout of the zygote worker, which the init is a fork of (see
+        /// [`crate::guest::MmLayout`]); `None` when it could not be read.
+        layout: Option<crate::guest::MmLayout>,
     },
 }
 
@@ -51,12 +54,26 @@ impl<E: WasmEngine> Executor for WorkloadExecutor<E> {
                 func,
                 seccomp,
                 oom_report,
+                layout,
             } => {
+                let guest = guest_context(spec, module_path, func.clone());
+                // Closes every descriptor but stdio: `oom_report`'s too, which is mapped
+                // first and never dropped (this process ends with exit below).
+                let oom_mark = match crate::guest::prepare_guest(
+                    &guest,
+                    layout.as_ref(),
+                    oom_report.as_ref().map(|fd| fd.as_fd()),
+                ) {
+                    Ok(mark) => mark,
+                    Err(e) => {
+                        eprintln!("wasmpod: {module_path}: {e}");
+                        std::process::exit(1);
+                    }
+                };
                 if let Err(e) = crate::seccomp::install(seccomp) {
                     eprintln!("wasmpod: {module_path}: {e}");
                     std::process::exit(1);
                 }
-                let guest = guest_context(spec, module_path, func.clone());
                 let code = match engine.run(module, &guest) {
                     Ok(code) => code,
                     Err(EngineError::Trap(msg)) => {
@@ -65,8 +82,8 @@ impl<E: WasmEngine> Executor for WorkloadExecutor<E> {
                     }
                     Err(e @ EngineError::MemoryLimit { .. }) => {
                         eprintln!("wasmpod: {module_path}: {e}");
-                        if let Some(report) = oom_report {
-                            crate::oom::report_memory_limit(report.as_ref());
+                        if let Some(mark) = &oom_mark {
+                            mark.report_memory_limit();
                         }
                         MEMORY_LIMIT_EXIT_CODE
                     }

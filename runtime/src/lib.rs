@@ -10,6 +10,7 @@ pub mod container;
 pub mod detect;
 pub mod engine;
 pub mod executor;
+pub mod guest;
 pub mod mount;
 pub mod oom;
 pub mod resolve;

@@ -6,8 +6,12 @@
 //! memory limit. The latter never reaches the kernel's limit, so the executor says so in an
 //! [`OomReport`]: a memfd the shim creates, the container's init inherits, and the shim reads
 //! when the init has exited. A memfd needs no path, so nothing is left behind.
+//!
+//! Guest code must start with no descriptor but its stdio (see [`crate::guest`]), so the init
+//! maps the memfd shared ([`MemoryLimitMark`]), closes it, and writes the mark through the
+//! mapping; the shim's `pread` sees the same page.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 use nix::sys::uio::pread;
@@ -44,6 +48,52 @@ pub fn report_memory_limit(report: impl AsFd) {
     let _ = nix::unistd::write(report, MEMORY_LIMIT_MARK);
 }
 
+/// The init's end of the report, mapped so it needs no open descriptor.
+#[derive(Debug)]
+pub struct MemoryLimitMark {
+    page: std::ptr::NonNull<u8>,
+}
+
+impl MemoryLimitMark {
+    /// Grows the memfd to one page and maps it shared; the descriptor may be closed after.
+    pub fn map(report: BorrowedFd<'_>) -> std::io::Result<Self> {
+        nix::unistd::ftruncate(report, PAGE as i64)?;
+        // SAFETY: a new shared mapping of one page of a memfd that is one page long.
+        let page = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                report.as_raw_fd(),
+                0,
+            )
+        };
+        if page == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        std::ptr::NonNull::new(page.cast())
+            .map(|page| Self { page })
+            .ok_or_else(|| std::io::Error::other("mmap returned a null page"))
+    }
+
+    /// Records that the engine stopped the guest at its memory limit; makes no syscall.
+    pub fn report_memory_limit(&self) {
+        // SAFETY: the page is mapped read-write for the life of the process (never unmapped)
+        // and is longer than the mark.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                MEMORY_LIMIT_MARK.as_ptr(),
+                self.page.as_ptr(),
+                MEMORY_LIMIT_MARK.len(),
+            );
+        }
+    }
+}
+
+/// The mapped size; any length above the mark would do.
+const PAGE: usize = 4096;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +103,21 @@ mod tests {
         let report = OomReport::new().unwrap();
         assert!(!report.memory_limit_hit());
         report_memory_limit(report.fd());
+        assert!(report.memory_limit_hit());
+    }
+
+    #[test]
+    fn a_mark_written_through_the_mapping_after_close_is_read_back() {
+        let report = OomReport::new().unwrap();
+        // The init's copy of the descriptor, closed once mapped.
+        let init_copy = report.fd().try_clone_to_owned().unwrap();
+        let mark = MemoryLimitMark::map(init_copy.as_fd()).unwrap();
+        drop(init_copy);
+        assert!(
+            !report.memory_limit_hit(),
+            "a fresh page must not read as a mark"
+        );
+        mark.report_memory_limit();
         assert!(report.memory_limit_hit());
     }
 }

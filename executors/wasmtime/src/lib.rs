@@ -67,7 +67,11 @@ impl WasmEngine for Wasmtime {
     type Module = Guest;
 
     fn new() -> Result<Self, EngineError> {
-        let config = Config::new();
+        let mut config = Config::new();
+        // The container's init closes every inherited descriptor before guest code runs
+        // (wasmpod_runtime::guest), the artifact file's too: a memory image is built in that
+        // process (a memfd) instead of being mapped from the artifact's descriptor.
+        config.force_memory_init_memfd(true);
         let engine = Engine::new(&config).map_err(other("wasmtime engine"))?;
         Ok(Self { engine })
     }

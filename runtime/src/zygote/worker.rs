@@ -151,6 +151,8 @@ fn handle<E: WasmEngine>(job: Job<E>, oom_report: Option<OwnedFd>) -> Result<i32
             func: wasm.func,
             seccomp: wasm.parts.seccomp,
             oom_report: oom_report.map(std::sync::Arc::new),
+            // Read here: the init is a fork of this process and may have no /proc of its own.
+            layout: crate::guest::MmLayout::of_self().ok(),
         },
     };
     let stdio =

@@ -20,6 +20,21 @@ const LOG_FILE: &str = "containerd.log";
 /// Namespaces whose tasks [`Containerd::stop`] removes: ctr's and CRI's.
 const NAMESPACES: &[&str] = &["default", "k8s.io"];
 
+/// A variable set only in every private containerd's environment: it must never reach a guest
+/// (issue 10: the guest process holds nothing of the host). Its value is [`host_marker`].
+pub const HOST_MARKER_VAR: &str = "WASMPOD_E2E_HOST_MARKER";
+
+/// The value of [`HOST_MARKER_VAR`]: random per test process, so a match cannot be a leftover.
+pub fn host_marker() -> &'static str {
+    static MARKER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    MARKER.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("host-marker-{}-{nanos:x}", std::process::id())
+    })
+}
+
 /// Makes the pod networks of daemons started by one process distinct.
 static NEXT_NETWORK: AtomicU32 = AtomicU32::new(0);
 
@@ -114,6 +129,7 @@ impl Containerd {
             .env("PATH", search_path(&self.shim_dir))
             // Shims inherit it: each run gets its own compiled-module cache.
             .env("WASMPOD_CACHE_DIR", self.base_path.join("module-cache"))
+            .env(HOST_MARKER_VAR, host_marker())
             .envs(self.shim_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("duplicating the log file")?)

@@ -29,6 +29,8 @@ mod cri_support;
 mod exec;
 #[path = "../cases/grouping.rs"]
 mod grouping;
+#[path = "../cases/hostile_guest.rs"]
+mod hostile_guest;
 #[path = "../cases/http.rs"]
 mod http;
 #[path = "../cases/native.rs"]
@@ -74,5 +76,6 @@ fn main() {
     all.extend(start_path::cases());
     all.extend(http::cases());
     all.extend(compile_sandbox::cases());
+    all.extend(hostile_guest::cases());
     runner::main(all);
 }
