@@ -18,12 +18,16 @@ pub enum SpecError {
     },
 }
 
+/// The largest `config.json` read: its annotations and env come from the tenant, and the whole
+/// file is held in memory (and parsed) by the shim.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
 /// Loads `<bundle>/config.json`, naming the file and the parse error on failure.
 pub fn load(bundle: &Path) -> Result<Spec, SpecError> {
     let path = bundle.join("config.json");
-    let text = fs::read_to_string(&path).map_err(|e| SpecError::Invalid {
+    let text = read_bounded(&path, MAX_CONFIG_BYTES).map_err(|reason| SpecError::Invalid {
         path: path.clone(),
-        reason: e.to_string(),
+        reason,
     })?;
     let spec: Spec = serde_json::from_str(&text).map_err(|e| SpecError::Invalid {
         path: path.clone(),
@@ -31,6 +35,32 @@ pub fn load(bundle: &Path) -> Result<Spec, SpecError> {
     })?;
     validate(&spec)?;
     Ok(spec)
+}
+
+/// Reads a regular file of at most `max` bytes as UTF-8 text.
+fn read_bounded(path: &Path, max: u64) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".to_string());
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(format!(
+            "larger than the limit of {max} bytes ({} MiB)",
+            max >> 20
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))
 }
 
 pub(crate) fn validate(spec: &Spec) -> Result<(), SpecError> {
@@ -172,6 +202,19 @@ mod tests {
         let err = load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("config.json"), "{err}");
         assert!(err.contains("key must be a string"), "{err}");
+    }
+
+    #[test]
+    fn oversized_config_is_refused_with_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = fs::File::create(dir.path().join("config.json")).unwrap();
+        file.set_len(MAX_CONFIG_BYTES + 1).unwrap();
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("config.json"), "{err}");
+        assert!(
+            err.contains("larger than the limit of 16777216 bytes"),
+            "{err}"
+        );
     }
 
     #[test]
