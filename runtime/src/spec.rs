@@ -106,6 +106,22 @@ pub fn annotation<'a>(spec: &'a Spec, key: &str) -> Option<&'a str> {
 }
 
 /// The rootfs path of the spec, made absolute against the bundle.
+/// Where containerd's rootfs mounts go: `<bundle>/rootfs`, the only place a shim mounts (and
+/// the only one its cleanup unmounts). A spec whose `root.path` is elsewhere while containerd
+/// passes mounts is refused: mounting there would cover a host directory.
+pub fn mount_target(spec: &Spec, bundle: &Path, has_mounts: bool) -> Result<PathBuf, SpecError> {
+    let root = rootfs(spec, bundle);
+    let own = bundle.join("rootfs");
+    if has_mounts && root != own {
+        return Err(SpecError::Bad(format!(
+            "root.path {} is outside the bundle, but containerd passed rootfs mounts for {}",
+            root.display(),
+            own.display()
+        )));
+    }
+    Ok(root)
+}
+
 pub fn rootfs(spec: &Spec, bundle: &Path) -> PathBuf {
     let root = spec
         .root()
@@ -213,6 +229,33 @@ mod tests {
         assert!(err.contains("config.json"), "{err}");
         assert!(
             err.contains("larger than the limit of 16777216 bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn mounts_go_only_to_the_bundle_rootfs() {
+        let bundle = Path::new("/b");
+        let mut spec = example();
+        let at = |path: &str| {
+            oci_spec::runtime::RootBuilder::default()
+                .path(path)
+                .build()
+                .unwrap()
+        };
+        spec.set_root(Some(at("rootfs")));
+        assert_eq!(
+            mount_target(&spec, bundle, true).unwrap(),
+            bundle.join("rootfs")
+        );
+        spec.set_root(Some(at("/host/dir")));
+        assert_eq!(
+            mount_target(&spec, bundle, false).unwrap(),
+            Path::new("/host/dir")
+        );
+        let err = mount_target(&spec, bundle, true).unwrap_err().to_string();
+        assert!(
+            err.contains("root.path /host/dir is outside the bundle"),
             "{err}"
         );
     }

@@ -65,7 +65,7 @@ pub fn create<E: WasmEngine>(
     opts: &CreateOptions,
 ) -> Result<Created, CreateError> {
     let spec = spec::load(opts.bundle)?;
-    let rootfs = spec::rootfs(&spec, opts.bundle);
+    let rootfs = spec::mount_target(&spec, opts.bundle, !opts.rootfs_mounts.is_empty())?;
     mount_rootfs(opts.rootfs_mounts, &rootfs)?;
     let result = create_on_rootfs(zygote, engine, cache, opts, &spec, &rootfs);
     if result.is_err() {

@@ -78,6 +78,19 @@ impl Layout {
         Ok(json!({"mediaType": media_type, "digest": digest, "size": bytes.len()}))
     }
 
+    /// An empty image index, its bytes unique to this layout (two cases importing one blob at
+    /// once can trip over each other in containerd's content store).
+    fn empty_index(&self) -> Result<Value> {
+        let case = self.dir.to_string_lossy();
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": MEDIA_INDEX,
+            "manifests": [],
+            "annotations": {"wasmpod.test/case": case}
+        });
+        self.put(&index, MEDIA_INDEX)
+    }
+
     /// The image's top descriptor in `index.json` and the index it names.
     fn top(&self) -> Result<(Value, Value)> {
         let index: Value = serde_json::from_slice(&std::fs::read(self.dir.join("index.json"))?)?;
@@ -155,10 +168,7 @@ fn hostile_image_index_fan_out(env: &Env) -> Result<()> {
     env.require_shim()?;
     let (layout, name) = Layout::build(env, "fanout")?;
     let (_, mut top) = layout.top()?;
-    let empty = layout.put(
-        &json!({"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": []}),
-        MEDIA_INDEX,
-    )?;
+    let empty = layout.empty_index()?;
     let entries = top["manifests"]
         .as_array_mut()
         .context("top index without manifests")?;
@@ -183,10 +193,7 @@ fn hostile_image_nested_index_fan_out(env: &Env) -> Result<()> {
     env.require_shim()?;
     let (layout, name) = Layout::build(env, "nested")?;
     let (_, mut top) = layout.top()?;
-    let empty = layout.put(
-        &json!({"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": []}),
-        MEDIA_INDEX,
-    )?;
+    let empty = layout.empty_index()?;
     let entries = top["manifests"]
         .as_array_mut()
         .context("top index without manifests")?;

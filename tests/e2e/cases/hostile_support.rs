@@ -322,20 +322,19 @@ impl Footprint {
         })
     }
 
-    /// Fails unless `after` has the same threads and descriptors as `self` and at most
-    /// `rss_margin_kib` more resident memory.
+    /// Fails unless `after` has the same threads and descriptors as `self` and, when
+    /// `rss_margin_kib` is given, at most that much more resident memory.
     pub(crate) fn ensure_unchanged(
         &self,
         after: &Footprint,
-        rss_margin_kib: u64,
+        rss_margin_kib: Option<u64>,
         what: &str,
     ) -> Result<()> {
+        let rss_ok = rss_margin_kib.is_none_or(|m| after.rss_kib <= self.rss_kib + m);
         ensure!(
-            after.threads == self.threads
-                && after.fds == self.fds
-                && after.rss_kib <= self.rss_kib + rss_margin_kib,
+            after.threads == self.threads && after.fds == self.fds && rss_ok,
             "the shim daemon changed after {what}: before {self:?}, after {after:?} \
-             (allowed: same threads and descriptors, VmRSS + {rss_margin_kib} KiB)"
+             (allowed: same threads and descriptors, VmRSS + {rss_margin_kib:?} KiB)"
         );
         Ok(())
     }
@@ -346,7 +345,7 @@ impl Footprint {
 pub(crate) fn settled_footprint(
     pid: u32,
     before: &Footprint,
-    rss_margin_kib: u64,
+    rss_margin_kib: Option<u64>,
 ) -> Result<Footprint> {
     let mut last = Footprint::of(pid)?;
     wasmpod_e2e::leaks::wait_until(Duration::from_secs(5), || {
