@@ -251,7 +251,7 @@ fn open_program(root: &OwnedFd, path: &str, limit: u64) -> Result<Option<Program
         path: path.to_string(),
         source,
     })?;
-    if meta.dev() != stat.st_dev as u64 || meta.ino() != stat.st_ino as u64 || !meta.is_file() {
+    if meta.dev() != stat.st_dev || meta.ino() != stat.st_ino || !meta.is_file() {
         return Err(ResolveError::Replaced {
             path: path.to_string(),
         });
