@@ -171,6 +171,8 @@ fn by_content(
     let head = program.head(8)?;
     let path = program.path.clone();
     let wasm = |format, reason: String| -> Result<Decision, DetectError> {
+        // Before the module is held whole (a native program may be of any size).
+        program.check_size()?;
         Ok(Decision {
             workload: Workload::Wasm {
                 path: path.clone(),

@@ -57,26 +57,29 @@ pub enum ResolveError {
 /// logged once and [`DEFAULT_MAX_MODULE_BYTES`] used).
 pub fn max_module_bytes() -> u64 {
     static LIMIT: OnceLock<u64> = OnceLock::new();
-    *LIMIT.get_or_init(|| {
-        let Some(raw) = std::env::var_os(MAX_MODULE_BYTES_ENV) else {
-            return DEFAULT_MAX_MODULE_BYTES;
-        };
-        match raw.to_str().and_then(|s| s.trim().parse::<u64>().ok()) {
-            Some(n) if n > 0 => n,
-            _ => {
-                tracing::warn!(
-                    value = ?raw,
-                    default = DEFAULT_MAX_MODULE_BYTES,
-                    "{MAX_MODULE_BYTES_ENV} is not a positive number of bytes; using the default"
-                );
-                DEFAULT_MAX_MODULE_BYTES
-            }
-        }
-    })
+    *LIMIT.get_or_init(|| parse_limit(std::env::var_os(MAX_MODULE_BYTES_ENV).as_deref()))
 }
 
-/// An opened program file and its absolute path inside the container: a regular file no larger
-/// than [`max_module_bytes`] when it was checked, open read-only.
+fn parse_limit(raw: Option<&std::ffi::OsStr>) -> u64 {
+    let Some(raw) = raw else {
+        return DEFAULT_MAX_MODULE_BYTES;
+    };
+    match raw.to_str().and_then(|s| s.trim().parse::<u64>().ok()) {
+        Some(n) if n > 0 => n,
+        _ => {
+            tracing::warn!(
+                value = ?raw,
+                default = DEFAULT_MAX_MODULE_BYTES,
+                "{MAX_MODULE_BYTES_ENV} is not a positive number of bytes; using the default"
+            );
+            DEFAULT_MAX_MODULE_BYTES
+        }
+    }
+}
+
+/// An opened program file and its absolute path inside the container: a regular file, open
+/// read-only. Its size is checked against [`max_module_bytes`] before it is read whole
+/// ([`Program::check_size`], [`Program::read_all`]).
 #[derive(Debug)]
 pub struct Program {
     pub path: String,
@@ -99,8 +102,28 @@ impl Program {
         self.read_at_most(n)
     }
 
-    /// The whole file as checked: at most [`Program::size`] bytes, even if it grew since.
+    /// Fails unless the file is within [`max_module_bytes`]: required before the shim holds
+    /// it whole (a module to compile). A native program is never read whole, so it may be
+    /// of any size (the kernel maps it inside the container).
+    pub fn check_size(&self) -> Result<(), ResolveError> {
+        self.check_size_against(max_module_bytes())
+    }
+
+    fn check_size_against(&self, limit: u64) -> Result<(), ResolveError> {
+        if self.size > limit {
+            return Err(ResolveError::TooLarge {
+                path: self.path.clone(),
+                size: self.size,
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// The whole file as checked: at most [`Program::size`] bytes, even if it grew since, and
+    /// only within [`max_module_bytes`].
     pub fn read_all(&self) -> Result<Vec<u8>, ResolveError> {
+        self.check_size()?;
         let n = usize::try_from(self.size).map_err(|_| ResolveError::TooLarge {
             path: self.path.clone(),
             size: self.size,
@@ -134,7 +157,7 @@ impl Program {
 
 /// Resolves `arg0` the way `execvp` inside the container would: as a path when it contains a
 /// `/`, else through each directory of `path_var`. A path names its own failure (not a regular
-/// file, too large, a symlink loop); a PATH search skips what cannot be run and reports the
+/// file, a symlink loop); a PATH search skips what cannot be run and reports the
 /// first such candidate only when nothing runnable was found.
 pub fn find_program(rootfs: &Path, arg0: &str, path_var: &str) -> Result<Program, ResolveError> {
     let root = nix::fcntl::open(
@@ -155,7 +178,7 @@ pub fn find_program(rootfs: &Path, arg0: &str, path_var: &str) -> Result<Program
         path_var: path_var.to_string(),
     };
     if arg0.contains('/') {
-        return open_program(&root, &absolute(arg0), max_module_bytes())?.ok_or_else(not_found);
+        return open_program(&root, &absolute(arg0))?.ok_or_else(not_found);
     }
     if arg0.is_empty() {
         return Err(not_found());
@@ -163,7 +186,7 @@ pub fn find_program(rootfs: &Path, arg0: &str, path_var: &str) -> Result<Program
     let mut first_refusal = None;
     for dir in path_var.split(':').filter(|d| !d.is_empty()) {
         let candidate = absolute(&format!("{}/{arg0}", dir.trim_end_matches('/')));
-        match open_program(&root, &candidate, max_module_bytes()) {
+        match open_program(&root, &candidate) {
             Ok(Some(program)) => return Ok(program),
             Ok(None) => {}
             Err(e) => {
@@ -183,7 +206,7 @@ fn absolute(path: &str) -> String {
 }
 
 /// Opens `path` (absolute, inside `root`) as a checked [`Program`]; `None` when it does not exist.
-fn open_program(root: &OwnedFd, path: &str, limit: u64) -> Result<Option<Program>, ResolveError> {
+fn open_program(root: &OwnedFd, path: &str) -> Result<Option<Program>, ResolveError> {
     let io = |source: nix::Error| ResolveError::Io {
         path: path.to_string(),
         source: source.into(),
@@ -239,13 +262,6 @@ fn open_program(root: &OwnedFd, path: &str, limit: u64) -> Result<Option<Program
         });
     }
     let size = u64::try_from(stat.st_size).unwrap_or(0);
-    if size > limit {
-        return Err(ResolveError::TooLarge {
-            path: path.to_string(),
-            size,
-            limit,
-        });
-    }
     let file = reopen_for_reading(&fd).map_err(io)?;
     let meta = file.metadata().map_err(|source| ResolveError::Io {
         path: path.to_string(),

@@ -105,7 +105,6 @@ pub fn annotation<'a>(spec: &'a Spec, key: &str) -> Option<&'a str> {
     spec.annotations().as_ref()?.get(key).map(String::as_str)
 }
 
-/// The rootfs path of the spec, made absolute against the bundle.
 /// Where containerd's rootfs mounts go: `<bundle>/rootfs`, the only place a shim mounts (and
 /// the only one its cleanup unmounts). A spec whose `root.path` is elsewhere while containerd
 /// passes mounts is refused: mounting there would cover a host directory.
@@ -122,6 +121,7 @@ pub fn mount_target(spec: &Spec, bundle: &Path, has_mounts: bool) -> Result<Path
     Ok(root)
 }
 
+/// The rootfs path of the spec, made absolute against the bundle.
 pub fn rootfs(spec: &Spec, bundle: &Path) -> PathBuf {
     let root = spec
         .root()

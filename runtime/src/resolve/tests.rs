@@ -115,14 +115,13 @@ fn a_path_search_skips_what_cannot_run_but_names_it_when_nothing_else_matches() 
 #[test]
 fn an_oversized_file_names_its_size_and_the_limit() {
     let root = rootfs();
-    let dir = std::fs::File::open(root.path()).unwrap();
-    let fd = OwnedFd::from(dir);
-    let err = open_program(&fd, "/app.wasm", 4).unwrap_err().to_string();
+    let p = find(&root, "/app.wasm").unwrap();
     assert_eq!(
-        err,
+        p.check_size_against(4).unwrap_err().to_string(),
         "/app.wasm: 12 bytes, more than the limit of 4 bytes (WASMPOD_MAX_MODULE_BYTES)"
     );
-    assert!(open_program(&fd, "/app.wasm", 12).unwrap().is_some());
+    assert!(p.check_size_against(12).is_ok());
+    assert!(p.check_size().is_ok());
 }
 
 #[test]
@@ -154,4 +153,18 @@ fn missing_program_names_path_searched() {
         err.contains("\"nope\" not found") && err.contains("PATH=/bin"),
         "{err}"
     );
+}
+
+#[test]
+fn the_limit_comes_from_the_environment_or_defaults() {
+    use std::ffi::OsStr;
+    assert_eq!(parse_limit(None), DEFAULT_MAX_MODULE_BYTES);
+    assert_eq!(parse_limit(Some(OsStr::new("1048576"))), 1 << 20);
+    for bad in ["", "0", "-1", "1MiB", "lots"] {
+        assert_eq!(
+            parse_limit(Some(OsStr::new(bad))),
+            DEFAULT_MAX_MODULE_BYTES,
+            "{bad}"
+        );
+    }
 }

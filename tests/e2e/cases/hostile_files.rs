@@ -5,6 +5,8 @@
 //! as it was. The rootfs is a host directory (`ctr run --rootfs`), which can hold what image
 //! layers cannot (sockets, device nodes).
 
+use std::os::unix::fs::PermissionsExt;
+
 use anyhow::{Context, Result};
 use wasmpod_e2e::{cases, Case, Env};
 
@@ -22,6 +24,7 @@ pub fn cases() -> Vec<Case> {
         hostile_file_block_device,
         hostile_file_directory,
         hostile_file_sparse_huge_wasm,
+        hostile_file_over_a_configured_limit,
         hostile_file_symlink_loop,
         hostile_file_loop_in_a_directory,
         hostile_file_absolute_symlink_escape,
@@ -109,6 +112,39 @@ fn hostile_file_sparse_huge_wasm(env: &Env) -> Result<()> {
         |r| r.sparse("app.wasm", WASM_HEAD, size).map(drop),
         &[&message],
     )
+}
+
+/// On a containerd whose shims get `WASMPOD_MAX_MODULE_BYTES=65536`: a 100 KiB module is
+/// refused naming its size and that limit; a 2 MiB native program still runs (it is never
+/// read whole by the shim).
+fn hostile_file_over_a_configured_limit(shared: &Env) -> Result<()> {
+    let mut env = Env::with_shim_env(shared.shim_dir(), &[("WASMPOD_MAX_MODULE_BYTES", "65536")])
+        .context("starting a private containerd with a 64 KiB module limit")?;
+    env.require_shim()?;
+    let rootfs = HostRootfs::with_testprog(&env, "limit")?;
+    let size = std::fs::metadata(rootfs.path().join("testprog.wasm"))?.len();
+    let message = format!(
+        "/testprog.wasm: {size} bytes, more than the limit of 65536 bytes \
+         (WASMPOD_MAX_MODULE_BYTES)"
+    );
+    refuse_on_rootfs(&env, &rootfs, "limit", &["/testprog.wasm"], &[&message])?;
+
+    let native = HostRootfs::new(&env, "limit-native")?;
+    let busybox = native.file("bin/busybox", &std::fs::read("/bin/busybox")?)?;
+    std::fs::set_permissions(&busybox, std::fs::Permissions::from_mode(0o755))?;
+    let id = env.unique_id("limit-native");
+    let out = run_rm_on_rootfs(
+        &env,
+        &native,
+        &["--env", "PATH=/bin"],
+        &id,
+        &["/bin/busybox", "echo", "native ok"],
+    )?
+    .ok()?;
+    anyhow::ensure!(out.stdout.contains("native ok"), "{out}");
+    assert_clean(&env, &id)?;
+    drop((rootfs, native));
+    env.stop_gracefully()
 }
 
 fn hostile_file_symlink_loop(env: &Env) -> Result<()> {
