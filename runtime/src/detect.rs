@@ -197,6 +197,8 @@ fn by_content(
         None
     };
     if let Some((format, what)) = wasm_format {
+        // Before the module is read (a native program may be of any size).
+        program.check_size()?;
         return Ok(Decision {
             reason: format!("{path} {what}"),
             workload: Workload::Wasm {

@@ -84,12 +84,28 @@ pub fn check_function_export(exports: Vec<String>, func: Option<&str>) -> Result
     }
     Err(EngineError::MissingExport {
         func: wanted.to_string(),
-        available: if exports.is_empty() {
-            "none".into()
-        } else {
-            exports.join(", ")
-        },
+        available: export_list(&exports),
     })
+}
+
+/// Export names shown in an error: a module may have a million, the message stays short.
+const LISTED_EXPORTS: usize = 20;
+
+/// `a, b, c` (at most [`LISTED_EXPORTS`] names, then `… and N more`), or `none`.
+pub fn export_list(exports: &[String]) -> String {
+    if exports.is_empty() {
+        return "none".into();
+    }
+    let mut text = exports
+        .iter()
+        .take(LISTED_EXPORTS)
+        .map(|name| name.chars().take(64).collect::<String>())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if exports.len() > LISTED_EXPORTS {
+        text.push_str(&format!(", … and {} more", exports.len() - LISTED_EXPORTS));
+    }
+    text
 }
 
 /// [`WasmEngine::check_entry`] as a free function.
@@ -99,4 +115,20 @@ pub fn check_entry<E: WasmEngine>(
     func: Option<&str>,
 ) -> Result<(), EngineError> {
     engine.check_entry(module, func)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_export_list_is_cut() {
+        let names: Vec<String> = (0..100_000).map(|n| format!("f{n}")).collect();
+        let err = check_function_export(names, Some("nope"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("export `nope` not found in module (function exports: f0, f1,"));
+        assert!(err.ends_with("f19, … and 99980 more)"), "{err}");
+        assert_eq!(export_list(&[]), "none");
+    }
 }

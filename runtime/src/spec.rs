@@ -18,12 +18,16 @@ pub enum SpecError {
     },
 }
 
+/// The largest `config.json` read: its annotations and env come from the tenant, and the whole
+/// file is held in memory (and parsed) by the shim.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
 /// Loads `<bundle>/config.json`, naming the file and the parse error on failure.
 pub fn load(bundle: &Path) -> Result<Spec, SpecError> {
     let path = bundle.join("config.json");
-    let text = fs::read_to_string(&path).map_err(|e| SpecError::Invalid {
+    let text = read_bounded(&path, MAX_CONFIG_BYTES).map_err(|reason| SpecError::Invalid {
         path: path.clone(),
-        reason: e.to_string(),
+        reason,
     })?;
     let spec: Spec = serde_json::from_str(&text).map_err(|e| SpecError::Invalid {
         path: path.clone(),
@@ -31,6 +35,32 @@ pub fn load(bundle: &Path) -> Result<Spec, SpecError> {
     })?;
     validate(&spec)?;
     Ok(spec)
+}
+
+/// Reads a regular file of at most `max` bytes as UTF-8 text.
+fn read_bounded(path: &Path, max: u64) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".to_string());
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(format!(
+            "larger than the limit of {max} bytes ({} MiB)",
+            max >> 20
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))
 }
 
 pub(crate) fn validate(spec: &Spec) -> Result<(), SpecError> {
@@ -73,6 +103,22 @@ pub fn env_var<'a>(spec: &'a Spec, key: &str) -> Option<&'a str> {
 
 pub fn annotation<'a>(spec: &'a Spec, key: &str) -> Option<&'a str> {
     spec.annotations().as_ref()?.get(key).map(String::as_str)
+}
+
+/// Where containerd's rootfs mounts go: `<bundle>/rootfs`, the only place a shim mounts (and
+/// the only one its cleanup unmounts). A spec whose `root.path` is elsewhere while containerd
+/// passes mounts is refused: mounting there would cover a host directory.
+pub fn mount_target(spec: &Spec, bundle: &Path, has_mounts: bool) -> Result<PathBuf, SpecError> {
+    let root = rootfs(spec, bundle);
+    let own = bundle.join("rootfs");
+    if has_mounts && root != own {
+        return Err(SpecError::Bad(format!(
+            "root.path {} is outside the bundle, but containerd passed rootfs mounts for {}",
+            root.display(),
+            own.display()
+        )));
+    }
+    Ok(root)
 }
 
 /// The rootfs path of the spec, made absolute against the bundle.
@@ -172,6 +218,46 @@ mod tests {
         let err = load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("config.json"), "{err}");
         assert!(err.contains("key must be a string"), "{err}");
+    }
+
+    #[test]
+    fn oversized_config_is_refused_with_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = fs::File::create(dir.path().join("config.json")).unwrap();
+        file.set_len(MAX_CONFIG_BYTES + 1).unwrap();
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("config.json"), "{err}");
+        assert!(
+            err.contains("larger than the limit of 16777216 bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn mounts_go_only_to_the_bundle_rootfs() {
+        let bundle = Path::new("/b");
+        let mut spec = example();
+        let at = |path: &str| {
+            oci_spec::runtime::RootBuilder::default()
+                .path(path)
+                .build()
+                .unwrap()
+        };
+        spec.set_root(Some(at("rootfs")));
+        assert_eq!(
+            mount_target(&spec, bundle, true).unwrap(),
+            bundle.join("rootfs")
+        );
+        spec.set_root(Some(at("/host/dir")));
+        assert_eq!(
+            mount_target(&spec, bundle, false).unwrap(),
+            Path::new("/host/dir")
+        );
+        let err = mount_target(&spec, bundle, true).unwrap_err().to_string();
+        assert!(
+            err.contains("root.path /host/dir is outside the bundle"),
+            "{err}"
+        );
     }
 
     #[test]

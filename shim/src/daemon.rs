@@ -5,6 +5,7 @@
 //! are threads created.
 
 use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use containerd_shim::protos::ttrpc::Server;
 use containerd_shim::protos::Task;
 use containerd_shim::{ExitSignal, Flags};
 use nix::sys::signal::{SigSet, Signal};
+use nix::sys::stat::{umask, Mode};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use wasmpod_runtime::{compile, WasmEngine, Zygote};
@@ -43,10 +45,22 @@ fn socket_path(address: &str) -> &Path {
     Path::new(address.strip_prefix("unix://").unwrap_or(address))
 }
 
+/// Binds the ttrpc socket `0600` whatever containerd's umask: created under umask `0177` (so it
+/// is never reachable by others, not even between bind and chmod), then set explicitly.
 fn bind(address: &str) -> anyhow::Result<Server> {
-    if let Some(dir) = socket_path(address).parent() {
-        std::fs::create_dir_all(dir)?;
+    let path = socket_path(address);
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(dir)?;
     }
+    let server = with_umask(Mode::from_bits_truncate(0o177), || bind_once(address))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(server)
+}
+
+fn bind_once(address: &str) -> anyhow::Result<Server> {
     match Server::new().bind(address) {
         Ok(server) => Ok(server),
         Err(containerd_shim::protos::ttrpc::Error::Others(msg)) if msg.contains("in use") => {
@@ -59,6 +73,15 @@ fn bind(address: &str) -> anyhow::Result<Server> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Runs `f` with the process umask set to `mask`. The umask is process-wide: call this only
+/// while no other thread creates files (here: at start-up, before the server runs).
+fn with_umask<T>(mask: Mode, f: impl FnOnce() -> T) -> T {
+    let old = umask(mask);
+    let result = f();
+    umask(old);
+    result
 }
 
 /// Reaps every child: container inits and exec processes are reparented to us (a child

@@ -4,7 +4,7 @@
 //! `start` handed its address to containerd.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 use nix::fcntl::{Flock, FlockArg};
@@ -17,7 +17,11 @@ pub struct StartLock {
 
 pub fn acquire() -> std::io::Result<StartLock> {
     if let Some(dir) = Path::new(LOCK_FILE).parent() {
-        std::fs::create_dir_all(dir)?;
+        // wasmpod's state lives below: never writable by others, whatever containerd's umask.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(dir)?;
     }
     let file = OpenOptions::new()
         .create(true)

@@ -58,11 +58,7 @@ pub fn kind(engine: &Engine, component: &Component) -> Result<Kind, EngineError>
         func: format!(
             "{CLI_RUN}.x (a command component) or {HTTP_HANDLER}.x (an HTTP proxy component)"
         ),
-        available: if exports.is_empty() {
-            "none".into()
-        } else {
-            exports.join(", ")
-        },
+        available: wasmpod_runtime::engine::export_list(&exports),
     })
 }
 

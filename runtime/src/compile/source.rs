@@ -11,18 +11,6 @@ use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 use sha2::{Digest, Sha256};
 
 const CHUNK: usize = 64 * 1024;
-/// Largest module the node reads from a rootfs, as for image layers.
-pub const MAX_MODULE_BYTES_ENV: &str = "WASMPOD_MAX_MODULE_BYTES";
-pub const DEFAULT_MAX_MODULE_BYTES: u64 = 256 << 20;
-
-/// `$WASMPOD_MAX_MODULE_BYTES`, default [`DEFAULT_MAX_MODULE_BYTES`].
-pub fn max_module_bytes() -> u64 {
-    std::env::var(MAX_MODULE_BYTES_ENV)
-        .ok()
-        .and_then(|v| super::config::parse_bytes(v.trim()))
-        .unwrap_or(DEFAULT_MAX_MODULE_BYTES)
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("reading {path}: {source}")]

@@ -5,7 +5,7 @@ use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 
 use crate::cache::{EntryKey, Lookup, ModuleCache};
-use crate::compile::source::{max_module_bytes, SourceError};
+use crate::compile::source::SourceError;
 use crate::compile::{CompileError, Compiler, SealedModule};
 use crate::detect::{
     detect, from_image, DetectError, ImageModule, ModuleSource, WasmFormat, Workload,
@@ -80,7 +80,7 @@ pub fn create<E: WasmEngine>(
     opts: &CreateOptions,
 ) -> Result<Created, CreateError> {
     let spec = spec::load(opts.bundle)?;
-    let rootfs = spec::rootfs(&spec, opts.bundle);
+    let rootfs = spec::mount_target(&spec, opts.bundle, !opts.rootfs_mounts.is_empty())?;
     mount_rootfs(opts.rootfs_mounts, &rootfs)?;
     let result = create_on_rootfs(zygote, preparer, opts, &spec, &rootfs);
     if result.is_err() {
@@ -181,7 +181,7 @@ pub(super) fn prepare<'a, E: WasmEngine>(
             source: EngineError::ComponentUnsupported { engine: E::NAME },
         });
     }
-    let limit = max_module_bytes();
+    let limit = crate::resolve::max_module_bytes();
     let module = match source {
         ModuleSource::File(mut file) => {
             // Detection may have read the head: the copy starts from the first byte.

@@ -11,16 +11,20 @@ use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Code, Request, Status};
 use sha2::{Digest, Sha256};
 use wasmpod_runtime::detect::ImageModule;
+// Wasm layers larger than this are refused, as modules in a rootfs: the shim holds the bytes.
+use wasmpod_runtime::resolve::max_module_bytes;
 
 use super::error::ImageLayerError;
 use super::select::{self, choose_in_index, choose_layer, Descriptor, IndexChoice};
 
 /// Manifests, indexes and configs larger than this are refused (containerd's own limit).
 const MAX_DOCUMENT_BYTES: u64 = 4 << 20;
-/// Wasm layers larger than this are refused: the shim holds the module in memory.
-const MAX_MODULE_BYTES: u64 = 256 << 20;
 /// Index levels followed before giving up (a layout's index.json wrapping an image index).
 const MAX_INDEX_DEPTH: usize = 3;
+/// Entries of one image index: real multi-platform indexes have a few dozen at most.
+const MAX_INDEX_ENTRIES: usize = 1024;
+/// Image indexes read for one container, nested ones included (bounds the fan-out).
+const MAX_INDEX_DOCUMENTS: usize = 16;
 
 /// One lookup: a connection to containerd in the container's namespace.
 pub struct Lookup {
@@ -89,7 +93,7 @@ impl Lookup {
             return Ok(None);
         };
         let bytes = self
-            .read_blob(layer, "wasm layer", MAX_MODULE_BYTES)
+            .read_blob(layer, "wasm layer", max_module_bytes())
             .await?;
         Ok(Some(ImageModule {
             origin: layer.origin(),
@@ -154,6 +158,7 @@ impl Lookup {
         supports_components: bool,
     ) -> Result<Option<Descriptor>, ImageLayerError> {
         let mut pending = VecDeque::from([(target, 0usize)]);
+        let mut indexes_read = 0;
         while let Some((descriptor, depth)) = pending.pop_front() {
             if descriptor.is_manifest() {
                 return Ok(Some(descriptor));
@@ -167,10 +172,25 @@ impl Lookup {
                     max: MAX_INDEX_DEPTH,
                 });
             }
+            indexes_read += 1;
+            if indexes_read > MAX_INDEX_DOCUMENTS {
+                return Err(ImageLayerError::TooManyIndexes {
+                    image: self.image.clone(),
+                    max: MAX_INDEX_DOCUMENTS,
+                });
+            }
             let bytes = self
                 .read_blob(&descriptor, "image index", MAX_DOCUMENT_BYTES)
                 .await?;
             let index: select::Index = select::parse("image index", &descriptor.digest, &bytes)?;
+            if index.manifests.len() > MAX_INDEX_ENTRIES {
+                return Err(ImageLayerError::IndexTooWide {
+                    image: self.image.clone(),
+                    digest: descriptor.digest,
+                    entries: index.manifests.len(),
+                    max: MAX_INDEX_ENTRIES,
+                });
+            }
             match choose_in_index(&index, supports_components) {
                 IndexChoice::Manifest(manifest) => return Ok(Some(manifest)),
                 IndexChoice::Nested(nested) => {

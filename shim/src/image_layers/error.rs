@@ -37,6 +37,18 @@ pub enum ImageLayerError {
     #[error("image {image}: nested image indexes go deeper than {max} levels")]
     TooDeep { image: String, max: usize },
     #[error(
+        "image {image}: image index {digest} has {entries} entries, more than the {max} allowed \
+         (index fan-out)"
+    )]
+    IndexTooWide {
+        image: String,
+        digest: String,
+        entries: usize,
+        max: usize,
+    },
+    #[error("image {image}: more than {max} image indexes to read (index fan-out)")]
+    TooManyIndexes { image: String, max: usize },
+    #[error(
         "image {image} is a wasm artifact (application/vnd.wasm.config.v0+json) without a wasm \
          layer (layer media types: {media_types:?})"
     )]

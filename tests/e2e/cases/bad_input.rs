@@ -1,11 +1,11 @@
 //! Cases with input the shim must refuse: each fails fast, names the cause on ctr's stderr,
 //! and leaves nothing behind.
 
-use std::time::Duration;
-
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use serde_json::json;
-use wasmpod_e2e::{cases, Case, CmdOutput, Env};
+use wasmpod_e2e::{cases, Case, Env};
+
+use crate::hostile_support::{ensure_refused, run_with_config};
 
 pub fn cases() -> Vec<Case> {
     cases![
@@ -16,37 +16,6 @@ pub fn cases() -> Vec<Case> {
         bad_missing_export,
         bad_config_json_namespace,
     ]
-}
-
-/// The shim must refuse within 1 s; `ctr run` itself costs ~0.1-0.2 s (plus image unpack),
-/// so the whole command gets 2 s.
-const FAIL_FAST: Duration = Duration::from_secs(2);
-
-/// How ctr reports an error returned by the shim's Create.
-const CREATE_FAILED: &str = "ctr: failed to create shim task:";
-
-/// Checks that `out` failed fast with the Create error on stderr containing every `needle`.
-fn ensure_refused(out: &CmdOutput, needles: &[&str]) -> Result<()> {
-    ensure!(
-        !out.timed_out && out.status.is_some_and(|c| c != 0),
-        "ctr should have failed: {out}"
-    );
-    ensure!(
-        out.stderr.contains(CREATE_FAILED),
-        "stderr lacks `{CREATE_FAILED}`: {out}"
-    );
-    for needle in needles {
-        ensure!(
-            out.stderr.contains(needle),
-            "stderr does not mention `{needle}`: {out}"
-        );
-    }
-    ensure!(
-        out.elapsed < FAIL_FAST,
-        "refusing took {:.2?} (allowed {FAIL_FAST:?} end to end): {out}",
-        out.elapsed
-    );
-    Ok(())
 }
 
 /// `ctr run --rm` of `args` in the wasm image must be refused with all of `needles`.
@@ -137,25 +106,7 @@ fn bad_config_json_namespace(env: &Env) -> Result<()> {
             ]
         }
     });
-    let dir = tempfile::Builder::new()
-        .prefix("ns-spec-")
-        .tempdir_in(env.containerd().base())
-        .context("creating a directory for the spec")?;
-    // Neither the path nor the name of this file may contain the needles below.
-    let file = dir.path().join("spec.json");
-    std::fs::write(&file, serde_json::to_vec_pretty(&spec)?).context("writing the spec")?;
-    let fifo_dir = env.containerd().base().join("fifo");
-    let out = env.ctr().run(&[
-        "run",
-        "--rm",
-        "--fifo-dir",
-        &fifo_dir.to_string_lossy(),
-        "--runtime",
-        &env.runtime(),
-        "--config",
-        &file.to_string_lossy(),
-        &id,
-    ])?;
+    let out = run_with_config(env, &id, &spec)?;
     ensure_refused(&out, &["config.json", "bogus"])?;
     env.assert_no_leaks(&id)
 }

@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use wasmpod_e2e::leaks::{self, wait_until};
+use wasmpod_e2e::leaks;
 use wasmpod_e2e::{cases, Case, Env};
 
 use crate::support::{
-    daemon_of, run_detached, sleepers, state_dir, task_ls_pid, wait_status, Cleanup, Proc,
+    daemon_of, kill_shim_then_delete, run_detached, sleepers, state_dir, task_ls_pid, wait_status,
+    Cleanup, Proc,
 };
 
 pub fn cases() -> Vec<Case> {
@@ -103,84 +104,10 @@ fn shim_killed_then_containerd_cleans_up_wasm(env: &Env) -> Result<()> {
     )
 }
 
-/// SIGKILLs the shim daemon of a running container. containerd notices the closed ttrpc
-/// connection and runs the shim binary's `delete` action, which must kill the container and
-/// remove its cgroup, mounts and state; the socket of the dead shim must go too.
+/// SIGKILLs the shim daemon of a running container; see [`kill_shim_then_delete`].
 fn shim_killed_case(env: &Env, name: &str, image: &str, args: &[&str]) -> Result<()> {
     let id = env.unique_id(name);
     let _cleanup = Cleanup::new(env, &[&id]);
     run_detached(env, &env.runtime(), &[], image, &id, args)?;
-    let init = task_ls_pid(env, &id)?;
-    let init = Proc::of(init).with_context(|| format!("init {init} not in /proc"))?;
-    let (daemon, family) = daemon_of(env, &id)?;
-    let socket = leaks::shim_socket_for(env.containerd().address(), "default", &id);
-    ensure!(
-        state_dir(&id).is_dir() && socket.exists(),
-        "running container {id}: state dir {} or socket {} missing",
-        state_dir(&id).display(),
-        socket.display()
-    );
-
-    ensure!(daemon.proc.alive(), "shim daemon gone before the kill");
-    // SAFETY: plain kill(2) of a pid just read from /proc (its start time checked just now).
-    let rc = unsafe { libc::kill(daemon.proc.pid as libc::pid_t, libc::SIGKILL) };
-    ensure!(
-        rc == 0,
-        "kill -9 {}: {}",
-        daemon.proc.pid,
-        std::io::Error::last_os_error()
-    );
-
-    let mut status = None;
-    let noticed = wait_until(Duration::from_secs(10), || {
-        status = env.ctr().task_status(&id).ok();
-        matches!(status.as_ref(), Some(None))
-            || matches!(status, Some(Some(ref s)) if s == "STOPPED")
-    });
-    ensure!(
-        noticed,
-        "10 s after the shim was killed, task {id} is still {status:?} (want STOPPED or gone)"
-    );
-    // The task may already be gone (containerd cleaned up after the dead shim).
-    let task_delete = env.ctr().task_delete(&id)?;
-    let container_delete = env.ctr().container_delete(&id)?;
-    ensure!(
-        container_delete.success(),
-        "{container_delete}\n(task delete before it: {task_delete})"
-    );
-
-    let mut problems = Vec::new();
-    if !wait_until(Duration::from_secs(10), || !init.alive()) {
-        problems.push(format!(
-            "container process still alive: {}",
-            init.describe()
-        ));
-    }
-    wait_until(Duration::from_secs(10), || {
-        family.iter().all(|p| !p.proc.alive())
-    });
-    for p in family.iter().filter(|p| p.proc.alive()) {
-        problems.push(format!("shim process still alive: {}", p.proc.describe()));
-    }
-    let mut left = Vec::new();
-    wait_until(Duration::from_secs(10), || {
-        left = leaks::leaks_for(env.containerd().address(), &id);
-        left.is_empty()
-    });
-    problems.extend(left);
-    if state_dir(&id).exists() {
-        problems.push(format!("state dir {}", state_dir(&id).display()));
-    }
-    // Nobody else would ever remove the dead shim's socket from /run/containerd/s: it is
-    // recorded as a leak above; remove it so a failing run does not litter the host.
-    if socket.exists() && !daemon.proc.alive() {
-        let _ = std::fs::remove_file(&socket);
-    }
-    ensure!(
-        problems.is_empty(),
-        "after its shim (pid {}) was killed and the container deleted, {id} left behind:\n  {}",
-        daemon.proc.pid,
-        problems.join("\n  ")
-    );
-    Ok(())
+    kill_shim_then_delete(env, &id)
 }

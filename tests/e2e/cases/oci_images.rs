@@ -14,6 +14,7 @@ use wasmpod_e2e::leaks::wait_until;
 use wasmpod_e2e::{cases, Case, CmdOutput, Ctr, Env, HELLO_TXT};
 
 use crate::cri_support::{assert_pod_gone, expect_exit, read_log, wait_exited};
+use crate::hostile_support::ensure_failed_fast;
 
 pub fn cases() -> Vec<Case> {
     cases![
@@ -29,8 +30,6 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
-/// The shim must refuse within 1 s; `ctr run` itself costs ~0.1-0.2 s (plus unpack).
-const FAIL_FAST: Duration = Duration::from_secs(2);
 /// Engines whose shim runs components (see `WasmEngine::SUPPORTS_COMPONENTS`).
 const COMPONENT_ENGINES: &[&str] = &["wasmtime"];
 
@@ -62,26 +61,7 @@ fn shim_log_line(env: &Env, id: &str, needle: &str) -> Result<String> {
 
 /// Checks `out` failed fast in Create, naming every `needle`.
 fn ensure_refused(out: &CmdOutput, needles: &[&str]) -> Result<()> {
-    ensure!(
-        !out.timed_out && out.status.is_some_and(|c| c != 0),
-        "ctr should have failed: {out}"
-    );
-    ensure!(
-        out.stderr.contains("failed to create shim task"),
-        "not refused by Create: {out}"
-    );
-    for needle in needles {
-        ensure!(
-            out.stderr.contains(needle),
-            "stderr lacks `{needle}`: {out}"
-        );
-    }
-    ensure!(
-        out.elapsed < FAIL_FAST,
-        "refusing took {:.2?} (allowed {FAIL_FAST:?} end to end): {out}",
-        out.elapsed
-    );
-    Ok(())
+    ensure_failed_fast(out, "failed to create shim task", needles)
 }
 
 /// A module-only image runs its layer with the image's entrypoint and env; argv[0] is the

@@ -395,3 +395,82 @@ pub fn shim_log_field(env: &Env, message: &str, id: &str, field: &str) -> Result
     });
     found.with_context(|| format!("no \"{message}\" line for {id} in containerd.log"))
 }
+
+/// SIGKILLs the shim daemon of a running container. containerd notices the closed ttrpc
+/// connection and runs the shim binary's `delete` action, which must kill the container and
+/// remove its cgroup, mounts and state; the socket of the dead shim must go too.
+pub(crate) fn kill_shim_then_delete(env: &Env, id: &str) -> Result<()> {
+    let init = task_ls_pid(env, id)?;
+    let init = Proc::of(init).with_context(|| format!("init {init} not in /proc"))?;
+    let (daemon, family) = daemon_of(env, id)?;
+    let socket = leaks::shim_socket_for(env.containerd().address(), "default", id);
+    ensure!(
+        state_dir(id).is_dir() && socket.exists(),
+        "running container {id}: state dir {} or socket {} missing",
+        state_dir(id).display(),
+        socket.display()
+    );
+
+    ensure!(daemon.proc.alive(), "shim daemon gone before the kill");
+    // SAFETY: plain kill(2) of a pid just read from /proc (its start time checked just now).
+    let rc = unsafe { libc::kill(daemon.proc.pid as libc::pid_t, libc::SIGKILL) };
+    ensure!(
+        rc == 0,
+        "kill -9 {}: {}",
+        daemon.proc.pid,
+        std::io::Error::last_os_error()
+    );
+
+    let mut status = None;
+    let noticed = wait_until(Duration::from_secs(10), || {
+        status = env.ctr().task_status(id).ok();
+        matches!(status.as_ref(), Some(None))
+            || matches!(status, Some(Some(ref s)) if s == "STOPPED")
+    });
+    ensure!(
+        noticed,
+        "10 s after the shim was killed, task {id} is still {status:?} (want STOPPED or gone)"
+    );
+    // The task may already be gone (containerd cleaned up after the dead shim).
+    let task_delete = env.ctr().task_delete(id)?;
+    let container_delete = env.ctr().container_delete(id)?;
+    ensure!(
+        container_delete.success(),
+        "{container_delete}\n(task delete before it: {task_delete})"
+    );
+
+    let mut problems = Vec::new();
+    if !wait_until(Duration::from_secs(10), || !init.alive()) {
+        problems.push(format!(
+            "container process still alive: {}",
+            init.describe()
+        ));
+    }
+    wait_until(Duration::from_secs(10), || {
+        family.iter().all(|p| !p.proc.alive())
+    });
+    for p in family.iter().filter(|p| p.proc.alive()) {
+        problems.push(format!("shim process still alive: {}", p.proc.describe()));
+    }
+    let mut left = Vec::new();
+    wait_until(Duration::from_secs(10), || {
+        left = leaks::leaks_for(env.containerd().address(), id);
+        left.is_empty()
+    });
+    problems.extend(left);
+    if state_dir(id).exists() {
+        problems.push(format!("state dir {}", state_dir(id).display()));
+    }
+    // Nobody else would ever remove the dead shim's socket from /run/containerd/s: it is
+    // recorded as a leak above; remove it so a failing run does not litter the host.
+    if socket.exists() && !daemon.proc.alive() {
+        let _ = std::fs::remove_file(&socket);
+    }
+    ensure!(
+        problems.is_empty(),
+        "after its shim (pid {}) was killed and the container deleted, {id} left behind:\n  {}",
+        daemon.proc.pid,
+        problems.join("\n  ")
+    );
+    Ok(())
+}

@@ -1,8 +1,9 @@
 //! The end-to-end suite: `cargo test -p wasmpod-e2e --test e2e [-- FILTER...]`.
 //!
 //! Each `cases/*.rs` module holds related cases and exposes `fn cases() -> Vec<Case>`;
-//! add the module here and extend the list in `main`. `cases/support.rs` and
-//! `cases/cri_support.rs` are not case modules: they hold helpers shared by the cases, used as
+//! add the module here and extend the list in `main`. `cases/support.rs`,
+//! `cases/cri_support.rs` and `cases/hostile_support.rs` are not case modules: they hold
+//! helpers shared by the cases, used as
 //! `crate::support::...` and `crate::cri_support::...`.
 
 use wasmpod_e2e::runner;
@@ -31,8 +32,22 @@ mod exec;
 mod grouping;
 #[path = "../cases/hostile_guest.rs"]
 mod hostile_guest;
+#[path = "../cases/hostile_exec.rs"]
+mod hostile_exec;
+#[path = "../cases/hostile_files.rs"]
+mod hostile_files;
+#[path = "../cases/hostile_images.rs"]
+mod hostile_images;
+#[path = "../cases/hostile_modules.rs"]
+mod hostile_modules;
+#[path = "../cases/hostile_specs.rs"]
+mod hostile_specs;
+#[path = "../cases/hostile_support.rs"]
+mod hostile_support;
 #[path = "../cases/http.rs"]
 mod http;
+#[path = "../cases/isolation_host.rs"]
+mod isolation_host;
 #[path = "../cases/native.rs"]
 mod native;
 #[path = "../cases/observe.rs"]
@@ -77,5 +92,11 @@ fn main() {
     all.extend(http::cases());
     all.extend(compile_sandbox::cases());
     all.extend(hostile_guest::cases());
+    all.extend(hostile_files::cases());
+    all.extend(hostile_modules::cases());
+    all.extend(hostile_images::cases());
+    all.extend(hostile_specs::cases());
+    all.extend(hostile_exec::cases());
+    all.extend(isolation_host::cases());
     runner::main(all);
 }
