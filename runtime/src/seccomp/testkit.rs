@@ -278,7 +278,7 @@ fn scratch_dir() -> PathBuf {
 fn child<E: WasmEngine>(case: &Case, dir: &Path) -> ! {
     let engine = E::new().expect("engine");
     let module = engine
-        .load(&artifact_path(dir, &case.fixture))
+        .load(std::fs::read(artifact_path(dir, &case.fixture)).expect("reading the artifact"))
         .expect("loading the artifact");
     engine
         .check_entry(&module, case.func.as_deref())

@@ -30,12 +30,12 @@ mod cri_support;
 mod exec;
 #[path = "../cases/grouping.rs"]
 mod grouping;
-#[path = "../cases/hostile_guest.rs"]
-mod hostile_guest;
 #[path = "../cases/hostile_exec.rs"]
 mod hostile_exec;
 #[path = "../cases/hostile_files.rs"]
 mod hostile_files;
+#[path = "../cases/hostile_guest.rs"]
+mod hostile_guest;
 #[path = "../cases/hostile_images.rs"]
 mod hostile_images;
 #[path = "../cases/hostile_modules.rs"]
