@@ -68,10 +68,12 @@ impl WasmEngine for Wasmtime {
 
     fn new() -> Result<Self, EngineError> {
         let mut config = Config::new();
-        // The container's init closes every inherited descriptor before guest code runs
-        // (wasmpod_runtime::guest), the artifact file's too: a memory image is built in that
-        // process (a memfd) instead of being mapped from the artifact's descriptor.
-        config.force_memory_init_memfd(true);
+        // Linear memory is initialised by copying the data segments at instantiation. A
+        // copy-on-write memory image would be a memfd created in the container's init, after its
+        // descriptors are closed (wasmpod_runtime::guest) and under the guest's seccomp
+        // allow-list, which has no memfd_create; modules are loaded from bytes, so there is no
+        // artifact file to map an image from either.
+        config.memory_init_cow(false);
         let engine = Engine::new(&config).map_err(other("wasmtime engine"))?;
         Ok(Self { engine })
     }
