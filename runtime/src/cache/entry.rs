@@ -180,6 +180,22 @@ pub fn key_digest(details: &str) -> String {
     hex::encode(&Sha256::digest(details.as_bytes())[..8])
 }
 
+/// Writes a sealed entry holding `payload` for `key` at `path` (tests).
+#[cfg(test)]
+pub(crate) fn write_for_test(path: &Path, key: &EntryKey, payload: &[u8]) {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .expect("creating a test entry");
+    write_placeholder(&file).expect("writing the header");
+    file.write_all_at(payload, HEADER_LEN as u64)
+        .expect("writing the payload");
+    seal(&file, key).expect("sealing the test entry");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,10 +208,7 @@ mod tests {
 
     fn entry(dir: &Path, name: &str, key: &EntryKey, payload: &[u8]) -> std::path::PathBuf {
         let path = dir.join(name);
-        let file = read_write(&path);
-        write_placeholder(&file).unwrap();
-        file.write_all_at(payload, HEADER_LEN as u64).unwrap();
-        seal(&file, key).unwrap();
+        write_for_test(&path, key, payload);
         path
     }
 
@@ -249,15 +262,5 @@ mod tests {
         let link = dir.path().join("link.bin");
         std::os::unix::fs::symlink(&real, &link).unwrap();
         assert!(matches!(verify(&link, &a), Err(EntryError::Io(_))));
-    }
-
-    fn read_write(path: &Path) -> File {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .unwrap()
     }
 }

@@ -161,7 +161,6 @@ mod tests {
     use crate::cache::entry;
     use crate::engine::{EngineError, GuestContext};
     use sha2::{Digest, Sha256};
-    use std::os::unix::fs::FileExt;
 
     /// Loads an artifact as its text: enough to see which file a kept module came from.
     #[derive(Clone)]
@@ -200,11 +199,7 @@ mod tests {
         let mut sha = [0u8; 32];
         hex::decode_to_slice(module_sha(text), &mut sha).unwrap();
         let key = EntryKey::new(sha, "text");
-        let file = read_write(path);
-        entry::write_placeholder(&file).unwrap();
-        file.write_all_at(text.as_bytes(), entry::HEADER_LEN as u64)
-            .unwrap();
-        entry::seal(&file, &key).unwrap();
+        entry::write_for_test(path, &key, text.as_bytes());
     }
 
     fn load(prepared: &mut Prepared<TextEngine>, path: &Path, text: &str) -> (String, bool) {
@@ -280,15 +275,5 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.contains("/nonexistent/m.bin"), "{err}");
-    }
-
-    fn read_write(path: &Path) -> File {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .unwrap()
     }
 }

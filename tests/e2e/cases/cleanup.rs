@@ -59,6 +59,10 @@ fn delete_leaves_nothing(env: &Env) -> Result<()> {
             "{kind}: init still alive: {}",
             init.describe()
         );
+        // The zygote dies of its parent-death signal once the daemon has exited: asynchronous.
+        leaks::wait_until(Duration::from_secs(5), || {
+            family.iter().all(|p| !p.proc.alive())
+        });
         let left: Vec<String> = family
             .iter()
             .filter(|p| p.proc.alive())

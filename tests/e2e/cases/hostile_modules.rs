@@ -33,18 +33,12 @@ fn ensure_refused(out: &CmdOutput, needles: &[&str]) -> Result<()> {
     ensure_failed_within(out, COMPILE_CASE_LIMIT, CREATE_FAILED, needles)
 }
 
-/// A minimal wasm binary encoder: just what these modules need.
+/// A minimal wasm binary encoder over the harness's `wasm_gen`: just what these modules need.
 mod enc {
-    pub fn leb(mut n: u64, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
+    use wasmpod_e2e::wasm_gen;
+
+    pub fn leb(n: u64, out: &mut Vec<u8>) {
+        wasm_gen::leb(out, n);
     }
 
     pub fn name(s: &str, out: &mut Vec<u8>) {
@@ -67,14 +61,12 @@ mod enc {
     impl Module {
         pub fn new() -> Self {
             Module {
-                bytes: b"\0asm\x01\0\0\0".to_vec(),
+                bytes: wasm_gen::header(),
             }
         }
 
         pub fn section(mut self, id: u8, payload: &[u8]) -> Self {
-            self.bytes.push(id);
-            leb(payload.len() as u64, &mut self.bytes);
-            self.bytes.extend_from_slice(payload);
+            wasm_gen::section(&mut self.bytes, id, payload);
             self
         }
 
