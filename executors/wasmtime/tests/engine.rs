@@ -109,8 +109,10 @@ fn last_used(path: &Path) -> SystemTime {
     std::fs::metadata(path).unwrap().modified().unwrap()
 }
 
+/// The size of the cache entry of `wat`: the entry's header, then the artifact.
 fn artifact_len(engine: &Wasmtime, wat: &str) -> u64 {
-    engine.precompile(wat.as_bytes()).unwrap().len() as u64
+    (wasmpod_runtime::cache::entry::HEADER_LEN + engine.precompile(wat.as_bytes()).unwrap().len())
+        as u64
 }
 
 fn entries(cache: &ModuleCache) -> usize {
