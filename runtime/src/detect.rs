@@ -52,22 +52,22 @@ pub enum WasmFormat {
 /// Where a wasm module's bytes are. Neither is read whole by the shim: the compile path copies
 /// them, bounded, into a sealed buffer for the compile process (see [`crate::compile`]).
 #[derive(Debug)]
-pub enum ModuleSource {
+pub enum ModuleSource<'a> {
     /// The program file in the rootfs, opened safely by [`crate::resolve`].
     File(std::fs::File),
     /// A wasm layer of the image, already read (bounded) and digest-checked by the shim.
-    Bytes(Vec<u8>),
+    Bytes(&'a [u8]),
 }
 
 #[derive(Debug)]
-pub enum Workload {
+pub enum Workload<'a> {
     Wasm {
         /// Module path inside the container, as given in args[0] (without `#func`).
         path: String,
         /// Export to call instead of `_start`.
         func: Option<String>,
         format: WasmFormat,
-        source: ModuleSource,
+        source: ModuleSource<'a>,
     },
     Native {
         path: String,
@@ -75,8 +75,8 @@ pub enum Workload {
 }
 
 #[derive(Debug)]
-pub struct Decision {
-    pub workload: Workload,
+pub struct Decision<'a> {
+    pub workload: Workload<'a>,
     /// Why this kind was chosen, for the log.
     pub reason: String,
 }
@@ -115,7 +115,7 @@ fn hex_head(bytes: &[u8]) -> String {
         .join(" ")
 }
 
-pub fn detect(spec: &Spec, rootfs: &Path) -> Result<Decision, DetectError> {
+pub fn detect(spec: &Spec, rootfs: &Path) -> Result<Decision<'static>, DetectError> {
     let arg0 = spec::args(spec).first().map(String::as_str).unwrap_or("");
     let (path, func) = spec::split_entry(arg0);
     let path_var = spec::env_var(spec, "PATH").unwrap_or(DEFAULT_PATH);
@@ -143,7 +143,7 @@ pub fn detect(spec: &Spec, rootfs: &Path) -> Result<Decision, DetectError> {
 /// The workload of a container whose image holds a wasm layer: that layer runs, whatever the
 /// rootfs holds. args[0] (without `#func`) stays the guest's argv[0], and `#func` picks an
 /// export, as for modules in the rootfs.
-pub fn from_image(spec: &Spec, module: &ImageModule) -> Result<Decision, DetectError> {
+pub fn from_image<'a>(spec: &Spec, module: &'a ImageModule) -> Result<Decision<'a>, DetectError> {
     let arg0 = spec::args(spec).first().map(String::as_str).unwrap_or("");
     let (path, func) = spec::split_entry(arg0);
     let head = module.bytes.get(..8).unwrap_or(&module.bytes);
@@ -168,7 +168,7 @@ pub fn from_image(spec: &Spec, module: &ImageModule) -> Result<Decision, DetectE
             path: path.to_string(),
             func: func.map(str::to_string),
             format,
-            source: ModuleSource::Bytes(module.bytes.clone()),
+            source: ModuleSource::Bytes(&module.bytes),
         },
     })
 }
@@ -177,7 +177,7 @@ fn by_content(
     program: Program,
     func: Option<&str>,
     wasm_wanted: bool,
-) -> Result<Decision, DetectError> {
+) -> Result<Decision<'static>, DetectError> {
     let head = program.head(8)?;
     let path = program.path.clone();
     let wasm_format = if head.starts_with(WASM_MAGIC) {
@@ -272,7 +272,7 @@ mod tests {
         dir
     }
 
-    fn decide(args: &[&str], ann: &[(&str, &str)]) -> Result<Decision, DetectError> {
+    fn decide(args: &[&str], ann: &[(&str, &str)]) -> Result<Decision<'static>, DetectError> {
         let root = rootfs();
         detect(&spec_with(args, ann), root.path())
     }
@@ -337,7 +337,8 @@ mod tests {
             bytes: bytes.to_vec(),
         };
         let spec = spec_with(&["/bin/tool#greet"], &[]);
-        let d = from_image(&spec, &module(b"\0asm\x01\0\0\0")).unwrap();
+        let core = module(b"\0asm\x01\0\0\0");
+        let d = from_image(&spec, &core).unwrap();
         assert!(
             d.reason.starts_with("image layer sha256:ab"),
             "{}",
@@ -352,7 +353,8 @@ mod tests {
             ),
             w => panic!("{w:?}"),
         }
-        let d = from_image(&spec, &module(b"\0asm\x0d\0\x01\0")).unwrap();
+        let component = module(b"\0asm\x0d\0\x01\0");
+        let d = from_image(&spec, &component).unwrap();
         assert!(matches!(
             d.workload,
             Workload::Wasm {

@@ -160,7 +160,7 @@ impl Prepared<'_> {
 pub(super) fn prepare<'a, E: WasmEngine>(
     preparer: &Preparer<'a, E>,
     id: &str,
-    workload: Workload,
+    workload: Workload<'_>,
 ) -> Result<Prepared<'a>, CreateError> {
     let Workload::Wasm {
         path,
@@ -191,7 +191,7 @@ pub(super) fn prepare<'a, E: WasmEngine>(
             })?;
             SealedModule::copy_from(&path, file, limit)?
         }
-        ModuleSource::Bytes(bytes) => SealedModule::copy_from(&path, bytes.as_slice(), limit)?,
+        ModuleSource::Bytes(bytes) => SealedModule::copy_from(&path, bytes, limit)?,
     };
     let key = EntryKey::new(*module.sha256(), &preparer.engine.compatibility_key());
     let cache = preparer.cache;
