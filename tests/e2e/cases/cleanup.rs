@@ -60,7 +60,7 @@ fn delete_leaves_nothing(env: &Env) -> Result<()> {
             init.describe()
         );
         // The zygote dies of its parent-death signal once the daemon has exited: asynchronous.
-        leaks::wait_until(Duration::from_secs(5), || {
+        let gone = leaks::wait_until(Duration::from_secs(5), || {
             family.iter().all(|p| !p.proc.alive())
         });
         let left: Vec<String> = family
@@ -69,7 +69,7 @@ fn delete_leaves_nothing(env: &Env) -> Result<()> {
             .map(|p| p.proc.describe())
             .collect();
         ensure!(
-            left.is_empty(),
+            gone,
             "{kind}: shim daemon {} or its processes still alive: {left:#?}",
             daemon.proc.pid
         );

@@ -6,11 +6,12 @@ use anyhow::{ensure, Result};
 use wasmpod_e2e::{cases, Case, Env, HELLO_TXT};
 
 pub fn cases() -> Vec<Case> {
-    cases![
-        component_hello_args_and_env,
+    let mut all = cases![component_hello_args_and_env];
+    all.extend(cases![only_on(COMPONENT_ENGINES):
         component_exit_codes_trap_and_files,
         component_memory_limit_137,
-    ]
+    ]);
+    all
 }
 
 /// Engines whose shim runs components (see `WasmEngine::SUPPORTS_COMPONENTS`).
@@ -61,9 +62,6 @@ fn component_hello_args_and_env(env: &Env) -> Result<()> {
 /// the component reads a file of the container's rootfs.
 fn component_exit_codes_trap_and_files(env: &Env) -> Result<()> {
     env.require_shim()?;
-    if !supported(env) {
-        return Ok(());
-    }
     let image = env.wasm_image()?;
     let run = |name: &str, args: &[&str]| {
         let id = env.unique_id(name);
@@ -88,9 +86,6 @@ fn component_exit_codes_trap_and_files(env: &Env) -> Result<()> {
 /// The container's memory limit caps a component's memory like a module's: 137 and the cause.
 fn component_memory_limit_137(env: &Env) -> Result<()> {
     env.require_shim()?;
-    if !supported(env) {
-        return Ok(());
-    }
     let image = env.wasm_image()?;
     let id = env.unique_id("component-mem");
     let out = env.ctr().run_rm_flags(

@@ -37,8 +37,7 @@ fn cri_native_memory_hog_is_oom_killed(env: &Env) -> Result<()> {
         16 * MIB,
     ))?;
     expect_exit(&wait_exited(cri, &hog)?, 137, "OOMKilled")?;
-    pod.remove()?;
-    assert_pod_gone(env, &pod, &[&free, &hog])
+    remove_and_assert_gone(env, &mut pod, &[&free, &hog])
 }
 
 /// A wasm guest growing its memory past a 32 MiB limit is stopped by the engine, not the kernel:
@@ -73,8 +72,7 @@ fn cri_wasm_guest_past_its_limit_is_oom_killed(env: &Env) -> Result<()> {
         32 * MIB,
     ))?;
     expect_exit(&wait_exited(cri, &modest)?, 0, "Completed")?;
-    pod.remove()?;
-    assert_pod_gone(env, &pod, &[&grower, &modest])
+    remove_and_assert_gone(env, &mut pod, &[&grower, &modest])
 }
 
 /// UpdateContainerResources on a running wasm and a running native container changes the memory
@@ -124,8 +122,7 @@ fn cri_update_resources_changes_cgroup_limits(env: &Env) -> Result<()> {
             status.state
         );
     }
-    pod.remove()?;
-    assert_pod_gone(env, &pod, &[&wasm, &native])
+    remove_and_assert_gone(env, &mut pod, &[&wasm, &native])
 }
 
 fn read_number(path: PathBuf) -> Result<i64> {

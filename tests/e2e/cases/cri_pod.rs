@@ -99,10 +99,18 @@ fn cri_mixed_pod_end_to_end(env: &Env) -> Result<()> {
 
     // (c) answers from the host at the pod IP.
     let ip = pod.ip()?;
-    let body = http_get(&ip, HTTP_PORT, "/hello.txt", Duration::from_secs(10))?;
+    wait_listening(&ip, HTTP_PORT, Duration::from_secs(10))?;
+    let body = http_get(&ip, HTTP_PORT, "/hello.txt")?;
     ensure!(body == HELLO_TXT, "httpd at {ip} served {body:?}");
 
     // StopPodSandbox stops everything; RemovePodSandbox leaves nothing.
+    let ids = [
+        printer.as_str(),
+        failing.as_str(),
+        sleeper.as_str(),
+        httpd.as_str(),
+    ];
+    let trace = PodTrace::observe(env, &pod, &ids)?;
     cri.stop_pod(&pod.id)?;
     for id in [&sleeper, &httpd] {
         let status = cri.container_status(id)?;
@@ -112,14 +120,8 @@ fn cri_mixed_pod_end_to_end(env: &Env) -> Result<()> {
             status.state
         );
     }
-    let ids = [
-        printer.as_str(),
-        failing.as_str(),
-        sleeper.as_str(),
-        httpd.as_str(),
-    ];
     pod.remove().context("removing the pod")?;
-    assert_pod_gone(env, &pod, &ids)
+    trace.assert_gone(env)
 }
 
 /// CRI ExecSync (what `kubectl exec` without a TTY uses) of native binaries into a native
@@ -183,8 +185,7 @@ fn cri_exec_sync_native_and_wasm(env: &Env) -> Result<()> {
         out.exit_code == 0 && out.stdout == HELLO_TXT.as_bytes(),
         "wasm exec reading the container's rootfs: {out:?}"
     );
-    pod.remove()?;
-    assert_pod_gone(env, &pod, &[&native, &wasm])
+    remove_and_assert_gone(env, &mut pod, &[&native, &wasm])
 }
 
 /// ContainerStats and ListContainerStats report real CPU time and memory for a busy wasm and a
@@ -235,6 +236,5 @@ fn cri_stats_report_cpu_and_memory(env: &Env) -> Result<()> {
             "ListContainerStats lacks {id}: {listed:?}"
         );
     }
-    pod.remove()?;
-    assert_pod_gone(env, &pod, &[&wasm, &native])
+    remove_and_assert_gone(env, &mut pod, &[&wasm, &native])
 }

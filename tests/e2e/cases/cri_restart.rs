@@ -23,18 +23,17 @@ pub fn cases() -> Vec<Case> {
 /// Writes `tick N` ten times a second.
 const TICKER: &str = "i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.1; done";
 
-fn next_tick(line: &str) -> Option<u64> {
-    line.strip_prefix("tick ")?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(|n| n + 1)
+/// The numbers of the ticker's lines, in log order.
+fn ticks(log: &str) -> Vec<u64> {
+    log.lines()
+        .filter_map(|l| l.strip_prefix("tick ")?.trim().parse().ok())
+        .collect()
 }
 
 fn cri_pod_survives_containerd_restart(_shared: &Env) -> Result<()> {
     let mut env = Env::start().context("starting a private containerd for this case")?;
     env.require_shim()?;
-    let (pod_id, uid, ids, shim) = {
+    let (pod_id, uid, ids, shim, last_before_restart, trace) = {
         let cri = env.cri()?;
         let pod = Pod::run(cri, "restart", env.cri_handler(), &env.pod_logs_root())?;
         let done = pod.start(&container_config(
@@ -61,10 +60,20 @@ fn cri_pod_survives_containerd_restart(_shared: &Env) -> Result<()> {
         wait_state(cri, &wasm, ContainerState::ContainerRunning)?;
         wait_state(cri, &httpd, ContainerState::ContainerRunning)?;
         wait_state(cri, &ticker, ContainerState::ContainerRunning)?;
-        read_log(&pod.log_path("ticker"), "tick 3")?;
+        let (ticked, _) = read_log(&pod.log_path("ticker"), "tick 3")?;
+        let last_before_restart = ticks(&ticked).last().copied().unwrap_or_default();
         let shim = ppid(init_pid(&env, &wasm)?)?;
         let ids = (done, wasm, httpd, ticker);
-        let handle = (pod.id.clone(), pod.uid.clone(), ids, shim);
+        wait_listening(&pod.ip()?, 8080, Duration::from_secs(10))?;
+        let trace = PodTrace::observe(&env, &pod, &[&ids.0, &ids.1, &ids.2, &ids.3])?;
+        let handle = (
+            pod.id.clone(),
+            pod.uid.clone(),
+            ids,
+            shim,
+            last_before_restart,
+            trace,
+        );
         // The pod outlives this client: removal happens after the restart.
         pod.keep();
         handle
@@ -82,7 +91,7 @@ fn cri_pod_survives_containerd_restart(_shared: &Env) -> Result<()> {
     let pod = Pod::adopt(&cri, &pod_id, &uid, &env.pod_logs_root());
 
     let listed: Vec<String> = cri.list_containers()?.into_iter().map(|c| c.id).collect();
-    for id in [&done, &wasm, &httpd] {
+    for id in [&done, &wasm, &httpd, &ticker] {
         ensure!(
             listed.contains(id),
             "container {id} not listed after the restart: {listed:?}"
@@ -106,25 +115,33 @@ fn cri_pod_survives_containerd_restart(_shared: &Env) -> Result<()> {
         exec.exit_code == 0 && exec.stdout == HELLO_TXT.as_bytes(),
         "exec after the restart: {exec:?}"
     );
-    let body = http_get(&pod.ip()?, 8080, "/hello.txt", Duration::from_secs(10))?;
+    // httpd was listening before the restart: the first request must be answered.
+    let body = http_get(&pod.ip()?, 8080, "/hello.txt")?;
     ensure!(body == HELLO_TXT, "httpd after the restart served {body:?}");
 
-    // The ticker wrote while containerd was down and goes on writing: its log grows again once
-    // CRI has reattached to its FIFOs.
-    let (before, _) = read_log(&pod.log_path("ticker"), "")?;
-    let last = before.lines().last().unwrap_or_default().to_string();
-    let next = next_tick(&last).with_context(|| format!("no tick in {last:?}"))?;
-    read_log(&pod.log_path("ticker"), &format!("tick {}", next + 5)).and_then(|(after, _)| {
-        ensure!(
-            after.contains(&format!("tick {}\n", next + 5)),
-            "ticker log stopped at {last:?}"
-        );
-        Ok(())
-    })?;
+    // The ticker wrote all along: while containerd was down its lines waited in the FIFO, and
+    // once CRI reattached they reached the log. Its ticks go on past those written before the
+    // restart, with none missing.
+    let (now, _) = read_log(&pod.log_path("ticker"), "tick")?;
+    let last_now = ticks(&now).last().copied().context("no tick in the log")?;
+    ensure!(
+        last_now >= last_before_restart,
+        "the ticker's log went back from tick {last_before_restart} to {last_now}"
+    );
+    let want = format!("tick {}\n", last_now + 5);
+    let (after, _) = read_log(&pod.log_path("ticker"), &want)
+        .with_context(|| format!("the ticker's log stopped at tick {last_now}"))?;
+    let seen = ticks(&after);
+    let gap = seen.windows(2).find(|w| w[1] != w[0] + 1);
+    ensure!(
+        seen.first() == Some(&0) && gap.is_none(),
+        "the ticker's log lost lines across the restart (first {:?}, gap {gap:?})",
+        seen.first()
+    );
 
     let mut pod = pod;
     pod.remove()?;
-    assert_pod_gone(&env, &pod, &[&done, &wasm, &httpd, &ticker])?;
+    trace.assert_gone(&env)?;
     drop(pod);
     env.stop_gracefully()
 }

@@ -3,16 +3,17 @@
 //! module, not a case module: it has no `cases()`.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use k8s_cri::v1::{ContainerState, ContainerStatus};
-use wasmpod_e2e::cri::{logs, CriClient, Pod};
-use wasmpod_e2e::leaks::{self, wait_until};
-use wasmpod_e2e::{mounts, Env};
+use wasmpod_e2e::cri::{logs, CriClient};
+use wasmpod_e2e::leaks::{poll, wait_until};
+use wasmpod_e2e::Env;
 
+pub(crate) use crate::pod_teardown::{remove_and_assert_gone, PodTrace};
 use crate::support::{proc_stat, task_pid};
 
 /// How long a container may take to reach a state (image unpack, module compile, 2 cores).
@@ -57,34 +58,26 @@ pub(crate) fn expect_exit(status: &ContainerStatus, code: i32, reason: &str) -> 
     Ok(())
 }
 
+/// How long a line may take to reach a CRI log (the shim's FIFO, then containerd's copy).
+pub(crate) const LOG_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The container's CRI log as (stdout, stderr) text, after checking every line's format.
-/// Waits briefly for `expect` to appear in either stream (logs are copied asynchronously).
+/// Waits up to [`LOG_TIMEOUT`] for `expect` to appear in either stream (logs are copied
+/// asynchronously); fails when it does not, with what the log held.
 pub(crate) fn read_log(path: &Path, expect: &str) -> Result<(String, String)> {
     let mut streams = (String::new(), String::new());
-    let mut error = None;
-    wait_until(Duration::from_secs(5), || {
-        match std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))
-            .and_then(|text| logs::parse(&text))
-        {
-            Ok(entries) => {
-                streams = (
-                    logs::stream_text(&entries, "stdout"),
-                    logs::stream_text(&entries, "stderr"),
-                );
-                error = None;
-                streams.0.contains(expect) || streams.1.contains(expect)
-            }
-            Err(e) => {
-                error = Some(e);
-                false
-            }
-        }
+    let what = format!("{expect:?} in the CRI log {}", path.display());
+    let found = poll(LOG_TIMEOUT, &what, || {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let entries = logs::parse(&text)?;
+        streams = (
+            logs::stream_text(&entries, "stdout"),
+            logs::stream_text(&entries, "stderr"),
+        );
+        Ok((streams.0.contains(expect) || streams.1.contains(expect)).then(|| streams.clone()))
     });
-    if let Some(e) = error {
-        return Err(e);
-    }
-    Ok(streams)
+    found.with_context(|| format!("stdout: {:?}\nstderr: {:?}", streams.0, streams.1))
 }
 
 /// The host pid of a running container's init, from `ctr -n k8s.io task ls`.
@@ -121,21 +114,20 @@ pub(crate) fn cgroup_of(pid: u32, controller: &str) -> Result<String> {
         .with_context(|| format!("pid {pid} has no {controller} cgroup"))
 }
 
-/// `GET path` from `ip:port`, retried until the server answers or `timeout` passes; the body.
-pub(crate) fn http_get(ip: &str, port: u16, path: &str, timeout: Duration) -> Result<String> {
-    let mut last = String::from("never tried");
-    let mut body = None;
-    wait_until(timeout, || match get_once(ip, port, path) {
-        Ok(b) => {
-            body = Some(b);
-            true
-        }
-        Err(e) => {
-            last = format!("{e:#}");
-            false
-        }
-    });
-    body.with_context(|| format!("GET http://{ip}:{port}{path}: {last}"))
+/// Waits until `ip:port` accepts TCP connections (the server listens); fails after `timeout`
+/// with the last connect error.
+pub(crate) fn wait_listening(ip: &str, port: u16, timeout: Duration) -> Result<()> {
+    let addr: SocketAddr = format!("{ip}:{port}").parse()?;
+    poll(timeout, &format!("{addr} to accept connections"), || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        Ok(Some(()))
+    })
+}
+
+/// `GET path` from `ip:port`, once (wait for the server first, e.g. with [`wait_listening`]):
+/// the body of a 200 answer.
+pub(crate) fn http_get(ip: &str, port: u16, path: &str) -> Result<String> {
+    get_once(ip, port, path).with_context(|| format!("GET http://{ip}:{port}{path}"))
 }
 
 fn get_once(ip: &str, port: u16, path: &str) -> Result<String> {
@@ -156,62 +148,4 @@ fn get_once(ip: &str, port: u16, path: &str) -> Result<String> {
         "status: {head:?}"
     );
     Ok(body.to_string())
-}
-
-/// After RemovePodSandbox: nothing of pod `pod` or its containers `ids` remains on the host:
-/// no process mentioning them, no cgroup directory, no mount, no network namespace.
-pub(crate) fn assert_pod_gone(env: &Env, pod: &Pod<'_>, ids: &[&str]) -> Result<()> {
-    let netns_dir = env
-        .containerd()
-        .base()
-        .join("state/io.containerd.grpc.v1.cri/netns");
-    let mut left = Vec::new();
-    let clean = wait_until(Duration::from_secs(10), || {
-        left.clear();
-        for id in ids.iter().chain([&pod.id.as_str()]) {
-            left.extend(
-                leaks::processes_matching(id)
-                    .into_iter()
-                    .map(|p| format!("process {p}: {}", leaks::cmdline(p).unwrap_or_default())),
-            );
-            left.extend(
-                leaks::mounts_containing(id)
-                    .into_iter()
-                    .map(|m| format!("mount {m}")),
-            );
-        }
-        for hierarchy in wasmpod_e2e::cri::pod::cgroup_hierarchies() {
-            let dir = pod.cgroup_dir(&hierarchy);
-            if let Ok(entries) = std::fs::read_dir(&dir) {
-                left.extend(
-                    entries
-                        .flatten()
-                        .filter(|e| e.path().is_dir())
-                        .map(|e| format!("cgroup {}", e.path().display())),
-                );
-            }
-        }
-        if let Ok(entries) = std::fs::read_dir(&netns_dir) {
-            left.extend(
-                entries
-                    .flatten()
-                    .map(|e| format!("netns {}", e.path().display())),
-            );
-        }
-        if let Ok(under) = mounts::mounts_under(&netns_dir) {
-            left.extend(
-                under
-                    .into_iter()
-                    .map(|m| format!("netns mount {}", m.display())),
-            );
-        }
-        left.is_empty()
-    });
-    ensure!(
-        clean,
-        "pod {} left behind:\n  {}",
-        pod.id,
-        left.join("\n  ")
-    );
-    Ok(())
 }

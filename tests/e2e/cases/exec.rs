@@ -1,12 +1,15 @@
 //! Exec into a running container (`ctr task exec`): a native binary into a native container and
-//! a wasm module into a wasm container, in the container's namespaces and cgroup.
+//! a wasm module into a wasm container, each checked from the host to be in every namespace and
+//! cgroup of the container.
 
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
+use wasmpod_e2e::leaks::poll;
 use wasmpod_e2e::{cases, Case, Env, HELLO_TXT};
 
-use crate::support::{kill_and_delete, run_detached, wait_status, Cleanup};
+use crate::cri_support::namespace;
+use crate::support::{kill_and_delete, run_detached, task_ls_pid, wait_status, Cleanup};
 
 pub fn cases() -> Vec<Case> {
     cases![
@@ -19,6 +22,51 @@ fn exec(env: &Env, id: &str, exec_id: &str, args: &[&str]) -> Result<wasmpod_e2e
     let mut all = vec!["task", "exec", "--exec-id", exec_id, id];
     all.extend_from_slice(args);
     env.ctr().run(&all)
+}
+
+/// Namespaces an exec must share with the container's init.
+const SHARED_NAMESPACES: &[&str] = &["mnt", "pid", "net", "ipc", "uts", "cgroup", "user"];
+
+/// Starts the long-running exec `args` (`exec_id`) in container `id`, finds its process from
+/// the host, and checks that it has every namespace and cgroup of the container's init; then
+/// kills the exec and waits for it.
+fn ensure_exec_joins_container(env: &Env, id: &str, exec_id: &str, args: &[&str]) -> Result<()> {
+    let init = task_ls_pid(env, id)?;
+    let mut all = vec!["task", "exec", "--exec-id", exec_id, id];
+    all.extend_from_slice(args);
+    let running = env.ctr().spawn(&all, false)?;
+    let what = format!("a process of exec {exec_id} in `ctr task ps {id}`");
+    let found = poll(Duration::from_secs(10), &what, || {
+        let pids = env.ctr().task_pids(id)?;
+        Ok(pids.into_iter().find(|&p| p != init))
+    });
+    let checked = found.and_then(|pid| {
+        for kind in SHARED_NAMESPACES {
+            let (theirs, ours) = (namespace(pid, kind)?, namespace(init, kind)?);
+            ensure!(
+                theirs == ours,
+                "exec {exec_id} (pid {pid}) is in {theirs}, the container (pid {init}) in {ours}"
+            );
+        }
+        let cgroups = |p: u32| std::fs::read_to_string(format!("/proc/{p}/cgroup"));
+        let (theirs, ours) = (cgroups(pid)?, cgroups(init)?);
+        ensure!(
+            theirs == ours,
+            "exec {exec_id} (pid {pid}) is in cgroups\n{theirs}\nthe container in\n{ours}"
+        );
+        Ok(())
+    });
+    let killed = env
+        .ctr()
+        .run(&["task", "kill", "--exec-id", exec_id, "-s", "SIGKILL", id])?;
+    let out = running.wait(Duration::from_secs(10))?;
+    checked?;
+    ensure!(killed.success(), "killing exec {exec_id}: {killed}");
+    ensure!(
+        out.status == Some(137),
+        "exec {exec_id} killed with SIGKILL: {out}"
+    );
+    Ok(())
 }
 
 fn exec_native_into_running_container(env: &Env) -> Result<()> {
@@ -42,6 +90,8 @@ fn exec_native_into_running_container(env: &Env) -> Result<()> {
         out.stdout.contains(&format!("/default/{id}")),
         "not in the container's cgroup: {out}"
     );
+
+    ensure_exec_joins_container(env, &id, "e3", &["sleep", "60"])?;
 
     let missing = exec(env, &id, "e2", &["/no/such/binary"])?;
     ensure!(
@@ -80,6 +130,7 @@ fn exec_wasm_into_running_container(env: &Env) -> Result<()> {
     exec(env, &id, "w2", &["/testprog.wasm", "exit", "4"])?.expect_code(4)?;
     let trap = exec(env, &id, "w3", &["/testprog.wasm", "trap"])?.expect_code(134)?;
     ensure!(trap.stderr.contains("wasm trap"), "trap message: {trap}");
+    ensure_exec_joins_container(env, &id, "w4", &["/testprog.wasm", "sleep", "60"])?;
 
     wait_status(env, &id, "RUNNING", Duration::from_secs(5))?;
     kill_and_delete(env, &id)?;

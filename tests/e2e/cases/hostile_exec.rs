@@ -9,7 +9,7 @@ use anyhow::{bail, ensure, Result};
 use wasmpod_e2e::{cases, Case, CmdOutput, Env};
 
 use crate::hostile_support::{
-    assert_clean, ensure_failed_fast, settled_footprint, Footprint, HostRootfs,
+    assert_clean, ensure_failed_fast, ensure_footprint_settles, Footprint, HostRootfs,
 };
 use crate::support::{daemon_of, kill_and_delete, run_detached, wait_status, Cleanup};
 
@@ -89,8 +89,7 @@ fn hostile_exec_200_rapid_execs(env: &Env) -> Result<()> {
     let before = Footprint::of(pid)?;
     exec_batch(env, &id, 3 * CONCURRENCY, EXECS)?;
     wait_status(env, &id, "RUNNING", Duration::from_secs(5))?;
-    let after = settled_footprint(pid, &before, None)?;
-    before.ensure_unchanged(&after, None, &format!("{EXECS} execs"))?;
+    ensure_footprint_settles(pid, &before, None, &format!("{EXECS} execs"))?;
     kill_and_delete(env, &id)?;
     assert_clean(env, &id)
 }

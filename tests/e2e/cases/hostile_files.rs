@@ -11,8 +11,8 @@ use anyhow::{Context, Result};
 use wasmpod_e2e::{cases, Case, Env};
 
 use crate::hostile_support::{
-    assert_clean, ensure_refused, refuse_on_rootfs, run_rm_on_rootfs, settled_footprint, Footprint,
-    HostRootfs,
+    assert_clean, ensure_footprint_settles, ensure_refused, refuse_on_rootfs, run_rm_on_rootfs,
+    Footprint, HostRootfs,
 };
 use crate::support::{daemon_of, kill_and_delete, run_detached, wait_status, Cleanup, SANDBOX_ID};
 
@@ -324,8 +324,7 @@ fn hostile_files_50_refusals_leave_the_shim_unchanged(env: &Env) -> Result<()> {
     for n in 0..50 {
         refuse(n)?;
     }
-    let after = settled_footprint(pid, &before, Some(RSS_MARGIN_KIB))?;
-    before.ensure_unchanged(&after, Some(RSS_MARGIN_KIB), "50 refused Creates")?;
+    ensure_footprint_settles(pid, &before, Some(RSS_MARGIN_KIB), "50 refused Creates")?;
     ensure_daemon_alive(&daemon.proc)?;
 
     kill_and_delete(env, &keeper)?;

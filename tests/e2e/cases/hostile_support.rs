@@ -340,21 +340,24 @@ impl Footprint {
     }
 }
 
-/// Polls until the daemon's footprint satisfies `ensure_unchanged` (threads of finished
-/// requests may take a moment to go), returning the last one seen.
-pub(crate) fn settled_footprint(
+/// Polls until the daemon's footprint satisfies `ensure_unchanged` against `before` (threads
+/// of finished requests may take a moment to go); fails with the last difference seen.
+pub(crate) fn ensure_footprint_settles(
     pid: u32,
     before: &Footprint,
     rss_margin_kib: Option<u64>,
-) -> Result<Footprint> {
-    let mut last = Footprint::of(pid)?;
-    wasmpod_e2e::leaks::wait_until(Duration::from_secs(5), || {
-        if let Ok(now) = Footprint::of(pid) {
-            last = now;
-        }
-        before.ensure_unchanged(&last, rss_margin_kib, "").is_ok()
+    what: &str,
+) -> Result<()> {
+    let mut last = Ok(());
+    let settled = wasmpod_e2e::leaks::wait_until(Duration::from_secs(5), || {
+        last =
+            Footprint::of(pid).and_then(|now| before.ensure_unchanged(&now, rss_margin_kib, what));
+        last.is_ok()
     });
-    Ok(last)
+    if !settled {
+        return last.context("after waiting 5 s for the daemon to settle");
+    }
+    Ok(())
 }
 
 /// `ctr run --rm --config FILE ID` with `spec` written to FILE (no image: containerd makes an

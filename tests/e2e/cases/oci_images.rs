@@ -6,14 +6,14 @@
 
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use wasmpod_e2e::cri::pod::container_config;
 use wasmpod_e2e::cri::Pod;
 use wasmpod_e2e::images::{self, OciWasm};
-use wasmpod_e2e::leaks::wait_until;
+use wasmpod_e2e::leaks::poll;
 use wasmpod_e2e::{cases, Case, CmdOutput, Ctr, Env, HELLO_TXT};
 
-use crate::cri_support::{assert_pod_gone, expect_exit, read_log, wait_exited};
+use crate::cri_support::{expect_exit, read_log, remove_and_assert_gone, wait_exited};
 use crate::hostile_support::ensure_failed_fast;
 
 pub fn cases() -> Vec<Case> {
@@ -47,16 +47,14 @@ fn import(env: &Env, ctr: &Ctr, kind: OciWasm, tag: &str) -> Result<String> {
 /// The first line of containerd.log (where the shim's log goes) about container `id` that
 /// contains `needle`; waits briefly, as the log is copied asynchronously.
 fn shim_log_line(env: &Env, id: &str, needle: &str) -> Result<String> {
-    let mut found = None;
-    wait_until(Duration::from_secs(5), || {
-        let log = std::fs::read_to_string(env.containerd().log_path()).unwrap_or_default();
-        found = log
+    let what = format!("a line with {needle:?} for {id} in containerd.log");
+    poll(Duration::from_secs(5), &what, || {
+        let log = std::fs::read_to_string(env.containerd().log_path())?;
+        Ok(log
             .lines()
             .find(|l| l.contains(needle) && l.contains(id))
-            .map(str::to_string);
-        found.is_some()
-    });
-    found.with_context(|| format!("no line with {needle:?} for {id} in containerd.log"))
+            .map(str::to_string))
+    })
 }
 
 /// Checks `out` failed fast in Create, naming every `needle`.
@@ -268,10 +266,10 @@ fn oci_cri_pod_runs_wasm_layers(env: &Env) -> Result<()> {
     let plain = import(env, &ctr, OciWasm::ModuleNoHostEntry, "cri-plain")?;
     let data = import(env, &ctr, OciWasm::ModuleAndData, "cri-data")?;
     for image in [&plain, &data] {
-        let known = wait_until(Duration::from_secs(10), || {
-            cri.has_image(image).unwrap_or(false)
-        });
-        ensure!(known, "the CRI plugin does not list {image} after import");
+        let what = format!("the CRI plugin to list {image} after its import");
+        poll(Duration::from_secs(10), &what, || {
+            Ok(cri.has_image(image)?.then_some(()))
+        })?;
     }
     let mut pod = Pod::run(cri, "oci-wasm", env.cri_handler(), &env.pod_logs_root())?;
     let hello = pod.start(&container_config("plain", &plain, &[]))?;
@@ -285,6 +283,5 @@ fn oci_cri_pod_runs_wasm_layers(env: &Env) -> Result<()> {
     );
     let (stdout, _) = read_log(&pod.log_path("data"), HELLO_TXT)?;
     ensure!(stdout == HELLO_TXT, "data layer through CRI: {stdout:?}");
-    pod.remove()?;
-    assert_pod_gone(env, &pod, &[&hello, &reader])
+    remove_and_assert_gone(env, &mut pod, &[&hello, &reader])
 }

@@ -65,6 +65,5 @@ fn cri_pod_containers_reuse_the_prepared_module(env: &Env) -> Result<()> {
         "second: stdout {stdout:?}, stderr {stderr:?}"
     );
 
-    pod.remove()?;
-    assert_pod_gone(env, &pod, &[&first, &second, &other])
+    remove_and_assert_gone(env, &mut pod, &[&first, &second, &other])
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use wasmpod_e2e::leaks::{self, wait_until};
+use wasmpod_e2e::leaks::{self, poll, wait_until};
 
 use wasmpod_e2e::{CmdOutput, Ctr, Env, Running};
 
@@ -381,19 +381,17 @@ pub(crate) fn sleepers(env: &Env) -> Result<[(&'static str, &str, &'static [&'st
 /// containerd's log (the shim quotes string fields and containerd escapes the quotes). Waits a
 /// little: the line may still be on its way through the shim's log FIFO.
 pub fn shim_log_field(env: &Env, message: &str, id: &str, field: &str) -> Result<String> {
-    let mut found = None;
     let prefix = format!("{message} id=");
     let key = format!("{field}=");
-    wait_until(Duration::from_secs(5), || {
-        let log = std::fs::read_to_string(env.containerd().log_path()).unwrap_or_default();
-        found = log
+    let what = format!("a \"{message}\" line with {field} for {id} in containerd.log");
+    poll(Duration::from_secs(5), &what, || {
+        let log = std::fs::read_to_string(env.containerd().log_path())?;
+        Ok(log
             .lines()
             .find(|l| l.contains(&prefix) && l.contains(id))
             .and_then(|l| l.split_once(key.as_str()).map(|(_, rest)| rest.to_string()))
-            .map(|v| v.trim_start_matches(['\\', '"']).to_string());
-        found.is_some()
-    });
-    found.with_context(|| format!("no \"{message}\" line for {id} in containerd.log"))
+            .map(|v| v.trim_start_matches(['\\', '"']).to_string()))
+    })
 }
 
 /// SIGKILLs the shim daemon of a running container. containerd notices the closed ttrpc
@@ -446,18 +444,20 @@ pub(crate) fn kill_shim_then_delete(env: &Env, id: &str) -> Result<()> {
             init.describe()
         ));
     }
-    wait_until(Duration::from_secs(10), || {
+    if !wait_until(Duration::from_secs(10), || {
         family.iter().all(|p| !p.proc.alive())
-    });
-    for p in family.iter().filter(|p| p.proc.alive()) {
-        problems.push(format!("shim process still alive: {}", p.proc.describe()));
+    }) {
+        for p in family.iter().filter(|p| p.proc.alive()) {
+            problems.push(format!("shim process still alive: {}", p.proc.describe()));
+        }
     }
     let mut left = Vec::new();
-    wait_until(Duration::from_secs(10), || {
+    if !wait_until(Duration::from_secs(10), || {
         left = leaks::leaks_for(env.containerd().address(), id);
         left.is_empty()
-    });
-    problems.extend(left);
+    }) {
+        problems.extend(left);
+    }
     if state_dir(id).exists() {
         problems.push(format!("state dir {}", state_dir(id).display()));
     }

@@ -17,8 +17,9 @@ use crate::{mounts, paths};
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const LOG_FILE: &str = "containerd.log";
-/// Namespaces whose tasks [`Containerd::stop`] removes: ctr's and CRI's.
-const NAMESPACES: &[&str] = &["default", "k8s.io"];
+/// The namespaces the suite uses, ctr's and CRI's: [`Containerd::stop`] removes their tasks and
+/// the leak checks look for shim sockets in each.
+pub const NAMESPACES: &[&str] = &["default", "k8s.io"];
 
 /// A variable set only in every private containerd's environment: it must never reach a guest
 /// (issue 10: the guest process holds nothing of the host). Its value is [`host_marker`].
@@ -284,8 +285,10 @@ impl Containerd {
         }
     }
 
-    /// In each of [`NAMESPACES`]: `ctr task ls`, then kill -9 and delete each task.
+    /// In each of [`NAMESPACES`]: `ctr task ls`, then kill -9 and delete each task. Every case
+    /// removes its own tasks, so a task found here is reported (and removed).
     fn kill_tasks(&self) -> Result<()> {
+        let mut found = Vec::new();
         let mut failed = Vec::new();
         for namespace in NAMESPACES {
             let ctr = self
@@ -294,6 +297,7 @@ impl Containerd {
                 .with_namespace(namespace)
                 .with_timeout(Duration::from_secs(10));
             for id in ctr.task_list()? {
+                found.push(format!("{namespace}/{id}"));
                 let _ = ctr.task_kill(&id, "SIGKILL");
                 let deleted = wait_until(Duration::from_secs(5), || {
                     ctr.run(&["task", "delete", "-f", &id])
@@ -305,7 +309,10 @@ impl Containerd {
             }
         }
         if !failed.is_empty() {
-            bail!("could not delete tasks {failed:?}");
+            bail!("tasks still alive at teardown {found:?}; could not delete {failed:?}");
+        }
+        if !found.is_empty() {
+            bail!("tasks still alive at teardown (killed and deleted): {found:?}");
         }
         Ok(())
     }
@@ -340,7 +347,9 @@ impl Containerd {
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
             // A killed shim leaves its socket in /run/containerd/s; it is ours to remove.
             if let Some(socket) = socket {
-                wait_until(Duration::from_secs(2), || leaks::cmdline(pid).is_none());
+                if !wait_until(Duration::from_secs(2), || leaks::cmdline(pid).is_none()) {
+                    errors.push(format!("shim {pid} still alive 2 s after SIGKILL"));
+                }
                 let _ = std::fs::remove_file(socket);
             }
         }

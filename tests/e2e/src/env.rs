@@ -213,11 +213,25 @@ impl Env {
 
     /// Waits for idle shims of this containerd to exit on their own (they linger briefly after
     /// their last container, see `shim/src/lifetime.rs`), then stops containerd.
+    /// Shims still running after that wait are a finding, reported after the stop.
     pub fn stop_gracefully(&mut self) -> Result<()> {
         let address = self.containerd.address().display().to_string();
-        leaks::wait_until(LEAK_TIMEOUT, || {
-            leaks::processes_matching(&address).is_empty()
+        let mut left = Vec::new();
+        let idle = leaks::wait_until(LEAK_TIMEOUT, || {
+            left = leaks::processes_matching(&address);
+            left.is_empty()
         });
-        self.stop()
+        self.stop()?;
+        if !idle {
+            let described: Vec<String> = left
+                .iter()
+                .map(|&pid| format!("{pid}: {}", leaks::cmdline(pid).unwrap_or_default()))
+                .collect();
+            anyhow::bail!(
+                "processes of this containerd still ran {LEAK_TIMEOUT:?} after its last container: {}",
+                described.join("; ")
+            );
+        }
+        Ok(())
     }
 }

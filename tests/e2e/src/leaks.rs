@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use sha2::{Digest, Sha256};
 
+use crate::containerd::NAMESPACES;
 use crate::mounts;
 
 /// Where containerd 1.6 shims put their sockets, whatever the daemon's state directory.
@@ -15,6 +16,7 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 const CGROUP_DEPTH: usize = 4;
 
 /// Calls `check` every 50 ms until it returns true (→ true) or `timeout` passes (→ false).
+#[must_use = "a wait that timed out must be reported"]
 pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
@@ -25,6 +27,33 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
             return false;
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Calls `probe` every 50 ms until it finds a value. After `timeout` it fails naming `what`
+/// it waited for and the last error the probe gave, if any.
+pub fn poll<T>(
+    timeout: Duration,
+    what: &str,
+    mut probe: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let mut found = None;
+    let mut last_error = None;
+    let _ = wait_until(timeout, || match probe() {
+        Ok(value) => {
+            last_error = None;
+            found = value;
+            found.is_some()
+        }
+        Err(e) => {
+            last_error = Some(e);
+            false
+        }
+    });
+    match (found, last_error) {
+        (Some(value), _) => Ok(value),
+        (None, Some(e)) => Err(e.context(format!("waited {timeout:?} for {what}"))),
+        (None, None) => bail!("waited {timeout:?} for {what}; it never came"),
     }
 }
 
@@ -137,8 +166,8 @@ pub fn shim_socket_for(address: &Path, namespace: &str, id: &str) -> PathBuf {
     Path::new(SHIM_SOCKET_DIR).join(hex)
 }
 
-/// Everything still left behind by container `id` of the containerd at `address` (namespace
-/// `default`), one description per leak; empty when clean.
+/// Everything still left behind by container `id` of the containerd at `address` (shim
+/// sockets in every namespace the suite uses), one description per leak; empty when clean.
 pub fn leaks_for(address: &Path, id: &str) -> Vec<String> {
     let mut leaks = Vec::new();
     for pid in processes_matching(id) {
@@ -151,9 +180,11 @@ pub fn leaks_for(address: &Path, id: &str) -> Vec<String> {
     for line in mounts_containing(id) {
         leaks.push(format!("mount {line}"));
     }
-    let socket = shim_socket_for(address, "default", id);
-    if socket.exists() {
-        leaks.push(format!("shim socket {}", socket.display()));
+    for namespace in NAMESPACES {
+        let socket = shim_socket_for(address, namespace, id);
+        if socket.exists() {
+            leaks.push(format!("shim socket {} ({namespace})", socket.display()));
+        }
     }
     leaks
 }
@@ -189,6 +220,27 @@ mod tests {
         let name = path.file_name().unwrap().to_str().unwrap();
         assert_eq!(name.len(), 64);
         assert!(path.starts_with(SHIM_SOCKET_DIR));
+    }
+
+    #[test]
+    fn poll_names_what_never_came_and_the_last_error() {
+        let timeout = Duration::from_millis(100);
+        let err = poll::<u32>(timeout, "the answer", || Ok(None)).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("the answer; it never came"),
+            "{err:#}"
+        );
+        let err = poll::<u32>(timeout, "the answer", || bail!("no socket")).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("the answer: no socket"),
+            "{err:#}"
+        );
+        let mut calls = 0;
+        let value = poll(timeout, "the answer", || {
+            calls += 1;
+            Ok((calls > 2).then_some(42))
+        });
+        assert_eq!(value.unwrap(), 42);
     }
 
     #[test]

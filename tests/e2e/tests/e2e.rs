@@ -1,10 +1,11 @@
 //! The end-to-end suite: `cargo test -p wasmpod-e2e --test e2e [-- FILTER...]`.
 //!
 //! Each `cases/*.rs` module holds related cases and exposes `fn cases() -> Vec<Case>`;
-//! add the module here and extend the list in `main`. `cases/support.rs`,
-//! `cases/cri_support.rs` and `cases/hostile_support.rs` are not case modules: they hold
-//! helpers shared by the cases, used as
-//! `crate::support::...` and `crate::cri_support::...`.
+//! add the module here and extend the list in `main`. A case that applies to some engines only
+//! is declared with `cases![only_on(ENGINES): ...]` and reported as skipped on the others.
+//! `cases/support.rs`, `cases/cri_support.rs`, `cases/hostile_support.rs` and
+//! `cases/pod_teardown.rs` are not case modules: they hold helpers shared by the cases, used
+//! as `crate::support::...` and `crate::cri_support::...`.
 
 use wasmpod_e2e::runner;
 
@@ -30,6 +31,8 @@ mod cri_support;
 mod exec;
 #[path = "../cases/grouping.rs"]
 mod grouping;
+#[path = "../cases/harness.rs"]
+mod harness;
 #[path = "../cases/hostile_exec.rs"]
 mod hostile_exec;
 #[path = "../cases/hostile_files.rs"]
@@ -56,6 +59,8 @@ mod observe;
 mod oci_images;
 #[path = "../cases/pause.rs"]
 mod pause;
+#[path = "../cases/pod_teardown.rs"]
+mod pod_teardown;
 #[path = "../cases/runc.rs"]
 mod runc;
 #[path = "../cases/signals.rs"]
@@ -72,6 +77,7 @@ mod wasm;
 fn main() {
     let mut all = Vec::new();
     all.extend(runc::cases());
+    all.extend(harness::cases());
     all.extend(wasm::cases());
     all.extend(components::cases());
     all.extend(cache::cases());
