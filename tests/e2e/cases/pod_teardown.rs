@@ -89,16 +89,21 @@ impl PodTrace {
             state_dirs: Vec::new(),
             state_root,
         };
-        for hierarchy in cgroup_hierarchies() {
-            let dir = pod.cgroup_dir(&hierarchy);
-            ensure!(
-                dir.is_dir(),
-                "the pod's cgroup {} is missing",
-                dir.display()
-            );
-            trace.pod_cgroups.push(dir);
-        }
+        // Not every hierarchy gets one (e.g. `systemd`, where no controller is asked for), but
+        // the memory controller always does.
+        trace.pod_cgroups = cgroup_hierarchies()
+            .iter()
+            .map(|h| pod.cgroup_dir(h))
+            .filter(|dir| dir.is_dir())
+            .collect();
+        let memory = pod.cgroup_dir("memory");
+        ensure!(
+            trace.pod_cgroups.contains(&memory),
+            "the pod's cgroup {} is missing",
+            memory.display()
+        );
         trace.cgroups = trace.pod_cgroups.clone();
+        trace.cgroups.extend(cgroup_dirs_of(pause_pid));
         for id in ids {
             let Some(&pid) = running.get(*id) else {
                 continue;
