@@ -49,6 +49,8 @@ pub enum LifecycleError {
     Signal { id: String, reason: String },
     #[error("container {id} cgroup: {reason}")]
     Cgroup { id: String, reason: String },
+    #[error("container {id} state: {reason}")]
+    State { id: String, reason: String },
 }
 
 fn lc(id: &str) -> impl FnOnce(LibcontainerError) -> LifecycleError + '_ {
@@ -79,10 +81,73 @@ fn cgroup_error(id: &str, e: impl std::fmt::Display) -> LifecycleError {
     }
 }
 
-fn load(root: &Path, id: &str) -> Result<Container, LifecycleError> {
+/// A loaded container, with its state lock held until it is dropped.
+///
+/// libcontainer rewrites `state.json` in place (truncate, then write), so a load that races a
+/// save (a Kill while a Delete or a Pause saves) can read a half-written file ("failed to
+/// parse container state file"). Every verb holds an exclusive `flock` on the container's
+/// lock file from its load to its last save. The lock is per open file description, so it
+/// excludes threads of one shim as well as other processes (the shim's `delete` action).
+struct Loaded {
+    container: Container,
+    _lock: std::fs::File,
+}
+
+impl std::ops::Deref for Loaded {
+    type Target = Container;
+
+    fn deref(&self) -> &Container {
+        &self.container
+    }
+}
+
+impl std::ops::DerefMut for Loaded {
+    fn deref_mut(&mut self) -> &mut Container {
+        &mut self.container
+    }
+}
+
+/// The lock file, inside the state directory: it goes with the directory on delete.
+const STATE_LOCK: &str = "wasmpod.lock";
+
+fn load(root: &Path, id: &str) -> Result<Loaded, LifecycleError> {
     let dir = root.join(id);
     if !dir.join("state.json").exists() {
         return Err(LifecycleError::NotFound { id: id.to_string() });
     }
-    Container::load(dir).map_err(lc(id))
+    let lock = lock_state(&dir).map_err(|e| LifecycleError::State {
+        id: id.to_string(),
+        reason: format!("locking {}: {e}", dir.join(STATE_LOCK).display()),
+    })?;
+    // Deleted while we waited for the lock.
+    if !dir.join("state.json").exists() {
+        return Err(LifecycleError::NotFound { id: id.to_string() });
+    }
+    let container = Container::load(dir).map_err(lc(id))?;
+    Ok(Loaded {
+        container,
+        _lock: lock,
+    })
+}
+
+fn lock_state(dir: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(dir.join(STATE_LOCK))?;
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(file);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
 }

@@ -10,7 +10,7 @@ use super::{cgroup_error, cgroup_manager, load, LifecycleError};
 pub fn update(root: &Path, id: &str, resources: &LinuxResources) -> Result<(), LifecycleError> {
     let mut resources = resources.clone();
     resources.set_devices(None);
-    let manager = cgroup_manager(&load(root, id)?, id)?;
+    let manager = cgroup_manager(&*load(root, id)?, id)?;
     manager
         .apply(&ControllerOpt {
             resources: &resources,
