@@ -1,0 +1,99 @@
+//! `containerd --config FILE config dump`: containerd's own reading of a config, checked
+//! before containerd is restarted onto it.
+
+use std::path::Path;
+use std::process::Command;
+
+use toml_edit::DocumentMut;
+
+use crate::error::{Error, Result};
+use crate::handler::Handler;
+use crate::version::ConfigVersion;
+
+/// The effective config containerd reads from `config` (imports merged, defaults filled in).
+pub fn dump(containerd: &Path, config: &Path) -> Result<String> {
+    let command = format!(
+        "{} --config {} config dump",
+        containerd.display(),
+        config.display()
+    );
+    let out = Command::new(containerd)
+        .arg("--config")
+        .arg(config)
+        .args(["config", "dump"])
+        .output()
+        .map_err(|e| Error::Command {
+            command: command.clone(),
+            detail: format!("{e} (is containerd installed? pass its path with --containerd)"),
+        })?;
+    if !out.status.success() {
+        return Err(Error::Command {
+            command,
+            detail: format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Checks the dump of the new config: every handler is there with wasmpod's runtime type and,
+/// when the dump of the old config is known, nothing else differs but the import list. The
+/// error says what is wrong.
+pub fn verify(
+    before: Option<&str>,
+    after: &str,
+    version: ConfigVersion,
+    handlers: &[Handler],
+) -> std::result::Result<(), String> {
+    let parse = |text: &str| {
+        text.parse::<DocumentMut>()
+            .map_err(|e| format!("its dump is not TOML: {e}"))
+    };
+    let mut after_doc = parse(after)?;
+    let found = crate::runtimes::registered(&after_doc, version);
+    for handler in handlers {
+        match found.get(&handler.name) {
+            Some(t) if *t == handler.runtime_type() => {}
+            Some(t) => return Err(format!("handler {} has runtime_type {t:?}", handler.name)),
+            None => return Err(format!("handler {} is missing from its dump", handler.name)),
+        }
+    }
+    let Some(before) = before else {
+        return Ok(());
+    };
+    let mut before_doc = parse(before)?;
+    for handler in handlers {
+        remove_runtime(&mut after_doc, version, &handler.name);
+        remove_runtime(&mut before_doc, version, &handler.name);
+    }
+    after_doc.remove("imports");
+    before_doc.remove("imports");
+    let (a, b) = (after_doc.to_string(), before_doc.to_string());
+    if a == b {
+        return Ok(());
+    }
+    let changed = b
+        .lines()
+        .zip(a.lines())
+        .find(|(x, y)| x != y)
+        .map(|(x, y)| format!("`{}` became `{}`", x.trim(), y.trim()))
+        .unwrap_or_else(|| "its length changed".into());
+    Err(format!(
+        "settings other than the handlers changed in containerd's effective config: {changed}"
+    ))
+}
+
+fn remove_runtime(doc: &mut DocumentMut, version: ConfigVersion, name: &str) {
+    let runtimes = doc
+        .get_mut("plugins")
+        .and_then(|p| p.get_mut(version.cri_runtime_plugin()))
+        .and_then(|p| p.get_mut("containerd"))
+        .and_then(|c| c.get_mut("runtimes"))
+        .and_then(|r| r.as_table_like_mut());
+    if let Some(runtimes) = runtimes {
+        runtimes.remove(name);
+    }
+}
