@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use toml_edit::{DocumentMut, Item, Table};
 
+use crate::defaults;
 use crate::error::{Error, Result};
 use crate::handler::Handler;
 use crate::runtimes;
@@ -101,6 +102,7 @@ pub fn edited(
     patterns: &[PathBuf],
     handlers: &[Handler],
     bin_dir: &Path,
+    containerd: &Path,
 ) -> Result<(PathBuf, Option<String>)> {
     let drop_in = path_for(patterns, main)?;
     let plugin = version.cri_runtime_plugin();
@@ -140,6 +142,7 @@ pub fn edited(
     if missing.is_empty() && existing {
         return Ok((drop_in, None));
     }
+    defaults::write_out_default_runtime(&mut doc, version, containerd, &drop_in)?;
     runtimes::add(&mut doc, version, &missing, bin_dir, &drop_in)?;
     Ok((drop_in, Some(doc.to_string())))
 }
@@ -190,6 +193,7 @@ mod tests {
             &patterns,
             &Handler::defaults(),
             Path::new("/b"),
+            Path::new("containerd"),
         )
         .unwrap();
         assert_eq!(path, dir.path().join("conf.d").join(DROP_IN_NAME));
@@ -207,6 +211,7 @@ mod tests {
             &patterns,
             &Handler::defaults(),
             Path::new("/b"),
+            Path::new("containerd"),
         )
         .unwrap();
         assert_eq!(again, None, "a second install changes nothing");
@@ -243,6 +248,7 @@ mod tests {
             &patterns,
             &Handler::defaults(),
             Path::new("/b"),
+            Path::new("containerd"),
         );
         assert!(matches!(err, Err(Error::DropIn { .. })));
 
@@ -258,6 +264,7 @@ mod tests {
             &patterns,
             &Handler::defaults(),
             Path::new("/b"),
+            Path::new("containerd"),
         )
         .unwrap_err();
         assert!(err.to_string().contains("zzz-last.toml"), "{err}");

@@ -131,6 +131,16 @@ fn temp_beside(path: &Path) -> PathBuf {
     parent(path).join(format!(".{name}.wasmpod-node-{}", std::process::id()))
 }
 
+/// `path` made absolute against the working directory (it ends up in configs and state).
+pub fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    std::env::current_dir()
+        .map(|dir| dir.join(path))
+        .unwrap_or_else(|_| path.to_path_buf())
+}
+
 pub fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }

@@ -49,6 +49,12 @@ pub struct InstallReport {
 
 /// Installs; on error the node is as it was.
 pub fn install(options: &InstallOptions) -> Result<InstallReport> {
+    let options = &InstallOptions {
+        shim_dir: fsutil::absolute(&options.shim_dir),
+        bin_dir: fsutil::absolute(&options.bin_dir),
+        state_dir: fsutil::absolute(&options.state_dir),
+        ..options.clone()
+    };
     let target = Target::detect(options.config.as_deref())?;
     let previous = state::load(&options.state_dir)?;
     if let Some(previous) = &previous {

@@ -4,12 +4,14 @@
 //! the config byte for byte as it was.
 
 pub mod binaries;
+pub mod defaults;
 pub mod dropin;
 pub mod dump;
 pub mod error;
 pub mod fsutil;
 pub mod handler;
 pub mod install;
+pub mod line_ends;
 pub mod plan;
 pub mod restart;
 pub mod running;

@@ -2,10 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::defaults;
 use crate::dropin;
 use crate::error::{Error, Result};
 use crate::fsutil::{self, Snapshot};
 use crate::handler::Handler;
+use crate::line_ends;
 use crate::runtimes;
 use crate::target::Target;
 use crate::template;
@@ -63,8 +65,8 @@ pub fn plan(
     }
     let path = &target.config;
     let before = fsutil::snapshot(path)?;
-    let text = text_of(path, before.as_ref())?.unwrap_or_default();
-    let mut doc = version::parse(text, path)?;
+    let (text, crlf) = line_ends::to_lf(text_of(path, before.as_ref())?.unwrap_or_default());
+    let mut doc = version::parse(&text, path)?;
     let declared = version::declared(&doc, path)?;
     let version = match declared {
         Some(v) => v,
@@ -78,7 +80,9 @@ pub fn plan(
         }
     };
     if let Some(patterns) = dropin::imports(&doc, path)? {
-        let (drop_in, after) = dropin::edited(&doc, path, version, &patterns, handlers, bin_dir)?;
+        let (drop_in, after) = dropin::edited(
+            &doc, path, version, &patterns, handlers, bin_dir, containerd,
+        )?;
         let drop_in_before = fsutil::snapshot(&drop_in)?;
         return Ok(Plan {
             layout: Layout::DropIn,
@@ -94,8 +98,9 @@ pub fn plan(
         if declared.is_none() {
             doc.insert("version", toml_edit::value(version.number()));
         }
+        defaults::write_out_default_runtime(&mut doc, version, containerd, path)?;
         runtimes::add(&mut doc, version, &missing, bin_dir, path)?;
-        Some(doc.to_string())
+        Some(line_ends::restore(doc.to_string(), crlf))
     };
     Ok(Plan {
         layout: Layout::Edit,

@@ -89,10 +89,56 @@ pub fn add(
     bin_dir: &Path,
     path: &Path,
 ) -> Result<()> {
-    if handlers.is_empty() {
-        return Ok(());
+    for handler in handlers {
+        let mut runtime = Table::new();
+        runtime.insert("runtime_type", value(handler.runtime_type()));
+        runtime.insert(
+            "runtime_path",
+            value(
+                bin_dir
+                    .join(handler.shim_binary())
+                    .to_string_lossy()
+                    .as_ref(),
+            ),
+        );
+        append(doc, version, &handler.name, runtime, None, path)?;
     }
+    Ok(())
+}
+
+/// The default runtime's name (`default_runtime_name`, else `runc`) when `doc` has no table
+/// for it. containerd 1.x drops its built-in runtimes as soon as the config names any runtime,
+/// so that table must be written out before a handler is added.
+pub fn unlisted_default(doc: &DocumentMut, version: ConfigVersion) -> Option<String> {
+    let name = doc
+        .get("plugins")
+        .and_then(|p| p.get(version.cri_runtime_plugin()))
+        .and_then(|p| p.get("containerd"))
+        .and_then(|c| c.get("default_runtime_name"))
+        .and_then(Item::as_str)
+        .unwrap_or("runc")
+        .to_string();
+    (!registered(doc, version).contains_key(&name)).then_some(name)
+}
+
+/// Adds runtime `name` as `runtime` (its subtables included) after everything else, after
+/// `comment` (by default, a note that wasmpod-node added it, once per file).
+pub fn append(
+    doc: &mut DocumentMut,
+    version: ConfigVersion,
+    name: &str,
+    mut runtime: Table,
+    comment: Option<&str>,
+    path: &Path,
+) -> Result<()> {
+    let prefix = match comment {
+        Some(comment) => comment,
+        None if has_added_comment(doc) => "\n",
+        None => ADDED_COMMENT,
+    };
     let mut position = last_position(doc.as_table()) + 1;
+    renumber(&mut runtime, &mut position);
+    runtime.decor_mut().set_prefix(prefix);
     let mut table = doc.as_table_mut();
     let mut walked = String::new();
     for key in runtimes_path(version) {
@@ -113,26 +159,25 @@ pub fn add(
                 what: walked.clone(),
             })?;
     }
-    for (i, handler) in handlers.iter().enumerate() {
-        let mut runtime = Table::new();
-        runtime.insert("runtime_type", value(handler.runtime_type()));
-        runtime.insert(
-            "runtime_path",
-            value(
-                bin_dir
-                    .join(handler.shim_binary())
-                    .to_string_lossy()
-                    .as_ref(),
-            ),
-        );
-        runtime
-            .decor_mut()
-            .set_prefix(if i == 0 { ADDED_COMMENT } else { "\n" });
-        runtime.set_position(position);
-        position += 1;
-        table.insert(&handler.name, Item::Table(runtime));
-    }
+    table.insert(name, Item::Table(runtime));
     Ok(())
+}
+
+fn has_added_comment(doc: &DocumentMut) -> bool {
+    doc.to_string().contains(ADDED_COMMENT.trim())
+}
+
+/// Gives `table` and its subtables consecutive positions from `next` on, in plain formatting.
+fn renumber(table: &mut Table, next: &mut usize) {
+    table.set_position(*next);
+    *next += 1;
+    table.fmt();
+    for (_, item) in table.iter_mut() {
+        if let Item::Table(sub) = item {
+            sub.decor_mut().set_prefix("\n");
+            renumber(sub, next);
+        }
+    }
 }
 
 /// The largest table position in `table` and below (0 for a document without tables).

@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::fsutil;
 use crate::running::DEFAULT_CONFIG;
 use crate::template;
 
@@ -66,7 +67,7 @@ impl Target {
     /// whose directory exists.
     pub fn detect(config: Option<&Path>) -> Result<Target> {
         let config = match config {
-            Some(path) => absolute(path),
+            Some(path) => fsutil::absolute(path),
             None => {
                 let candidates = [RKE2_CONFIG, K3S_CONFIG, DEFAULT_CONFIG];
                 candidates
@@ -100,15 +101,6 @@ impl Target {
             flavor,
         })
     }
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        return path.to_path_buf();
-    }
-    std::env::current_dir()
-        .map(|dir| dir.join(path))
-        .unwrap_or_else(|_| path.to_path_buf())
 }
 
 #[cfg(test)]
