@@ -44,7 +44,7 @@ pub fn status(config: Option<&Path>, state_dir: &Path) -> Result<Status> {
     let running = running::find(&target.config);
     let loaded = running
         .as_ref()
-        .is_some_and(|r| running::has_loaded(r, &[file.clone()]));
+        .is_some_and(|r| running::has_loaded(r, std::slice::from_ref(&file)));
     Ok(Status {
         target,
         state,
