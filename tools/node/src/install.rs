@@ -116,7 +116,16 @@ pub fn install(options: &InstallOptions) -> Result<InstallReport> {
         });
     }
     let restarted = if options.restart && !plan.changes.is_empty() {
-        Some(restart::restart(target.flavor)?)
+        let restarted = restart::restart(target.flavor).map_err(|e| match e {
+            Error::Command { command, detail } => Error::Command {
+                command,
+                detail: format!(
+                    "{detail} (the handlers are installed: restart containerd yourself)"
+                ),
+            },
+            other => other,
+        })?;
+        Some(restarted)
     } else {
         None
     };

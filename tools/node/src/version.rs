@@ -78,7 +78,10 @@ pub fn containerd_major(containerd: &Path) -> Result<u64> {
         .output()
         .map_err(|e| Error::Command {
             command: command.clone(),
-            detail: e.to_string(),
+            detail: format!(
+                "{e}: the config declares no version, so containerd's decides; pass --containerd \
+                 or write `version = 2` (containerd 1.x) or `version = 3` (2.x) into it"
+            ),
         })?;
     let text = String::from_utf8_lossy(&out.stdout);
     parse_major(&text).ok_or(Error::Command {
