@@ -74,28 +74,34 @@ fn dumped_handler(config: &Path, handler: &str) -> Result<Option<String>> {
     Ok(Some(table))
 }
 
-/// On its own containerd (restarted onto the new config): install a handler under a name the
-/// harness's config does not have, check the dump, restart, run a pod through the handler and
-/// check its shim is the installed binary; then uninstall and compare the config's bytes.
-fn node_install_runs_a_pod_and_uninstall_restores_the_config(_shared: &Env) -> Result<()> {
-    let mut env = Env::start().context("starting a private containerd for this case")?;
-    env.require_shim()?;
-    let node = wasmpod_node(&env)?;
-    let base = env.containerd().base().to_path_buf();
-    let config = base.join("config.toml");
+/// On its own containerd, whose shim directory (first on its PATH) is the bin directory
+/// wasmpod-node installs into: install a handler under a name the harness's config does not
+/// have, check the dump, restart containerd onto the new config, run a pod through the handler
+/// and check that its shim is the installed binary; then uninstall and compare the config's
+/// bytes.
+fn node_install_runs_a_pod_and_uninstall_restores_the_config(shared: &Env) -> Result<()> {
+    let build_dir = shared.shim_dir().to_path_buf();
+    paths::require_shim_in(&build_dir, &shared.shim_binary())?;
+    let node_dir = tempfile::Builder::new()
+        .prefix("wasmpod-e2e-node-")
+        .tempdir_in("/tmp")
+        .context("creating the node directory")?;
+    let bin_dir = node_dir.path().join("bin");
+    let state_dir = node_dir.path().join("state");
+    std::fs::create_dir(&bin_dir)?;
+    let mut env = Env::with_shim_dir(&bin_dir).context("starting a private containerd")?;
+    let node = wasmpod_node(shared)?;
+    let config = env.containerd().base().join("config.toml");
     let original = std::fs::read(&config).context("reading the harness's config")?;
-    let bin_dir = base.join("node-bin");
-    let state_dir = base.join("node-state");
     let engine = env.engine().name().to_string();
     let handler = format!("node-{engine}");
     let installed_shim = bin_dir.join(env.shim_binary());
-    let shim_dir = env.shim_dir().to_string_lossy().into_owned();
     let install_args = [
         "install",
         "--config",
         &config.to_string_lossy(),
         "--shim-dir",
-        &shim_dir,
+        &build_dir.to_string_lossy(),
         "--bin-dir",
         &bin_dir.to_string_lossy(),
         "--state-dir",
@@ -112,11 +118,8 @@ fn node_install_runs_a_pod_and_uninstall_restores_the_config(_shared: &Env) -> R
         first.contains("handlers registered") && first.contains("nothing else changed"),
         "install output: {first}"
     );
-    ensure!(
-        paths::is_executable(&installed_shim),
-        "{} not installed",
-        installed_shim.display()
-    );
+    env.require_shim()
+        .context("wasmpod-node did not install the shim")?;
     let installed = std::fs::read(&config)?;
     ensure!(installed != original, "install left the config unchanged");
     ensure!(
