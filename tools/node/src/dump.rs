@@ -75,12 +75,14 @@ pub fn verify(
     if a == b {
         return Ok(());
     }
-    let changed = b
-        .lines()
-        .zip(a.lines())
-        .find(|(x, y)| x != y)
-        .map(|(x, y)| format!("`{}` became `{}`", x.trim(), y.trim()))
-        .unwrap_or_else(|| "its length changed".into());
+    let lost = b.lines().find(|line| !a.lines().any(|l| l == *line));
+    let gained = a.lines().find(|line| !b.lines().any(|l| l == *line));
+    let changed = match (lost, gained) {
+        (Some(lost), Some(gained)) => format!("`{}` became `{}`", lost.trim(), gained.trim()),
+        (Some(lost), None) => format!("`{}` is gone", lost.trim()),
+        (None, Some(gained)) => format!("`{}` appeared", gained.trim()),
+        (None, None) => "the order of its tables changed".into(),
+    };
     Err(format!(
         "settings other than the handlers changed in containerd's effective config: {changed}"
     ))
@@ -95,5 +97,51 @@ fn remove_runtime(doc: &mut DocumentMut, version: ConfigVersion, name: &str) {
         .and_then(|r| r.as_table_like_mut());
     if let Some(runtimes) = runtimes {
         runtimes.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BEFORE: &str = "imports = [\"/a.toml\"]\nversion = 2\n\n\
+        [plugins]\n  [plugins.\"io.containerd.grpc.v1.cri\"]\n    sandbox_image = \"p:1\"\n\
+        [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n      runtime_type = \"io.containerd.runc.v2\"\n";
+
+    fn with_wasmtime(text: &str) -> String {
+        format!(
+            "{text}[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.wasmtime]\n  \
+             runtime_type = \"io.containerd.wasmtime.v1\"\n"
+        )
+    }
+
+    fn wasmtime() -> Vec<Handler> {
+        vec!["wasmtime".parse().unwrap()]
+    }
+
+    #[test]
+    fn only_the_handlers_and_imports_may_differ() {
+        let after = with_wasmtime(&BEFORE.replace("/a.toml", "/b.toml"));
+        verify(Some(BEFORE), &after, ConfigVersion::V2, &wasmtime()).unwrap();
+    }
+
+    #[test]
+    fn a_missing_handler_is_reported() {
+        let err = verify(Some(BEFORE), BEFORE, ConfigVersion::V2, &wasmtime()).unwrap_err();
+        assert!(err.contains("wasmtime is missing"), "{err}");
+    }
+
+    #[test]
+    fn a_lost_setting_is_reported() {
+        let after = with_wasmtime(&BEFORE.replace("p:1", "registry.k8s.io/pause:3.6"));
+        let err = verify(Some(BEFORE), &after, ConfigVersion::V2, &wasmtime()).unwrap_err();
+        assert!(err.contains("registry.k8s.io/pause:3.6"), "{err}");
+        let without_runc = with_wasmtime(
+            BEFORE
+                .split("[plugins.\"io.containerd.grpc.v1.cri\".containerd")
+                .next()
+                .unwrap(),
+        );
+        assert!(verify(Some(BEFORE), &without_runc, ConfigVersion::V2, &wasmtime()).is_err());
     }
 }
