@@ -14,8 +14,23 @@ use wasmpod_e2e::{cases, paths, Case, Env, WASM_IMAGE};
 use crate::cri_support::*;
 
 pub fn cases() -> Vec<Case> {
-    cases![node_install_runs_a_pod_and_uninstall_restores_the_config]
+    cases![
+        node_install_runs_a_pod_and_uninstall_restores_the_config,
+        node_install_drop_in_keeps_the_cri_settings_of_the_main_config,
+    ]
 }
+
+/// How the handler reaches containerd's config.
+#[derive(Clone, Copy, PartialEq)]
+enum Layout {
+    /// Tables appended to the config.
+    Edit,
+    /// The config gets an `imports` glob first; wasmpod-node writes a drop-in it matches.
+    DropIn,
+}
+
+/// Where wasmpod-node puts its drop-in (tools/node/src/dropin.rs).
+const DROP_IN_NAME: &str = "zz-wasmpod.toml";
 
 /// `wasmpod-node` of this build: beside the test binary's `deps` directory, else in the shim
 /// directory (`make build` puts both in `$CARGO_TARGET_DIR/debug`).
@@ -74,12 +89,24 @@ fn dumped_handler(config: &Path, handler: &str) -> Result<Option<String>> {
     Ok(Some(table))
 }
 
+/// The handler tables appended to the harness's config (version 2).
+fn node_install_runs_a_pod_and_uninstall_restores_the_config(shared: &Env) -> Result<()> {
+    round_trip(shared, Layout::Edit)
+}
+
+/// The harness's config with `imports`: the main config stays as it is and the drop-in must
+/// repeat its CRI section, or containerd 1.6 would lose the sandbox image (the pod could not
+/// start: the default pause image is not there) and the CNI settings.
+fn node_install_drop_in_keeps_the_cri_settings_of_the_main_config(shared: &Env) -> Result<()> {
+    round_trip(shared, Layout::DropIn)
+}
+
 /// On its own containerd, whose shim directory (first on its PATH) is the bin directory
 /// wasmpod-node installs into: install a handler under a name the harness's config does not
 /// have, check the dump, restart containerd onto the new config, run a pod through the handler
 /// and check that its shim is the installed binary; then uninstall and compare the config's
 /// bytes.
-fn node_install_runs_a_pod_and_uninstall_restores_the_config(shared: &Env) -> Result<()> {
+fn round_trip(shared: &Env, layout: Layout) -> Result<()> {
     let build_dir = shared.shim_dir().to_path_buf();
     paths::require_shim_in(&build_dir, &shared.shim_binary())?;
     let node_dir = tempfile::Builder::new()
@@ -92,7 +119,21 @@ fn node_install_runs_a_pod_and_uninstall_restores_the_config(shared: &Env) -> Re
     let mut env = Env::with_shim_dir(&bin_dir).context("starting a private containerd")?;
     let node = wasmpod_node(shared)?;
     let config = env.containerd().base().join("config.toml");
+    let drop_in_dir = env.containerd().base().join("conf.d");
+    if layout == Layout::DropIn {
+        let text = std::fs::read_to_string(&config).context("reading the harness's config")?;
+        let imports = format!("imports = [\"{}/*.toml\"]\n", drop_in_dir.display());
+        let Some(rest) = text.strip_prefix("version = 2\n") else {
+            bail!("the harness's config does not start with `version = 2`");
+        };
+        std::fs::write(&config, format!("version = 2\n{imports}{rest}"))?;
+        std::fs::create_dir(&drop_in_dir)?;
+    }
     let original = std::fs::read(&config).context("reading the harness's config")?;
+    let edited = match layout {
+        Layout::Edit => config.clone(),
+        Layout::DropIn => drop_in_dir.join(DROP_IN_NAME),
+    };
     let engine = env.engine().name().to_string();
     let handler = format!("node-{engine}");
     let installed_shim = bin_dir.join(env.shim_binary());
@@ -120,12 +161,18 @@ fn node_install_runs_a_pod_and_uninstall_restores_the_config(shared: &Env) -> Re
     );
     env.require_shim()
         .context("wasmpod-node did not install the shim")?;
-    let installed = std::fs::read(&config)?;
-    ensure!(installed != original, "install left the config unchanged");
-    ensure!(
-        installed.starts_with(&original),
-        "install changed the existing part of the config"
-    );
+    let installed =
+        std::fs::read(&edited).with_context(|| format!("install wrote no {}", edited.display()))?;
+    match layout {
+        Layout::Edit => ensure!(
+            installed.len() > original.len() && installed.starts_with(&original),
+            "install did not append to the config, or changed its existing part"
+        ),
+        Layout::DropIn => ensure!(
+            std::fs::read(&config)? == original,
+            "install edited the main config despite its imports"
+        ),
+    }
     let table = dumped_handler(&config, &handler)?
         .with_context(|| format!("`containerd config dump` has no handler {handler}"))?;
     let runtime_type = format!("runtime_type = \"{}\"", env.runtime());
@@ -141,8 +188,9 @@ fn node_install_runs_a_pod_and_uninstall_restores_the_config(shared: &Env) -> Re
         "second install: {again}"
     );
     ensure!(
-        std::fs::read(&config)? == installed,
-        "a second install changed the config"
+        std::fs::read(&edited)? == installed,
+        "a second install changed {}",
+        edited.display()
     );
 
     let status_args = [
@@ -206,6 +254,11 @@ fn node_install_runs_a_pod_and_uninstall_restores_the_config(shared: &Env) -> Re
         "uninstall left {} or {}",
         installed_shim.display(),
         state_dir.display()
+    );
+    ensure!(
+        layout == Layout::Edit || !edited.exists(),
+        "uninstall left the drop-in {}",
+        edited.display()
     );
     ensure!(
         dumped_handler(&config, &handler)?.is_none(),
