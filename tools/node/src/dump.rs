@@ -41,7 +41,7 @@ pub fn dump(containerd: &Path, config: &Path) -> Result<String> {
 
 /// Checks the dump of the new config: every handler is there with wasmpod's runtime type and,
 /// when the dump of the old config is known, nothing else differs but the import list. The
-/// error says what is wrong.
+/// error says what is wrong. `version` is the config's; the dump's own version wins.
 pub fn verify(
     before: Option<&str>,
     after: &str,
@@ -53,6 +53,11 @@ pub fn verify(
             .map_err(|e| format!("its dump is not TOML: {e}"))
     };
     let mut after_doc = parse(after)?;
+    // containerd 2.x reads a version 2 config and dumps it as version 3.
+    let version = crate::version::declared(&after_doc, Path::new("config dump"))
+        .ok()
+        .flatten()
+        .unwrap_or(version);
     let found = crate::runtimes::registered(&after_doc, version);
     for handler in handlers {
         match found.get(&handler.name) {
@@ -143,5 +148,14 @@ mod tests {
                 .unwrap(),
         );
         assert!(verify(Some(BEFORE), &without_runc, ConfigVersion::V2, &wasmtime()).is_err());
+    }
+
+    #[test]
+    fn a_v2_config_dumped_as_v3_is_read_as_v3() {
+        let dump =
+            "version = 3\n[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.wasmtime]\n\
+                    runtime_type = 'io.containerd.wasmtime.v1'\n";
+        let wasmtime: Vec<Handler> = vec!["wasmtime".parse().unwrap()];
+        verify(None, dump, ConfigVersion::V2, &wasmtime).unwrap();
     }
 }

@@ -59,14 +59,24 @@ fn a_handler_name_used_by_another_runtime() {
 
 #[test]
 fn a_config_containerd_cannot_read_is_rolled_back() {
-    // containerd 1.6 cannot read version 3: the check fails after the write, which is undone.
+    // Valid TOML that containerd refuses (`oom_score` is a number): the check after the
+    // write fails, and the write is undone.
     let node = Node::new();
-    let config = node.write("etc/containerd/config.toml", &fixture("v3-minimal.toml"));
+    let text = fixture("v2-commented.toml").replacen(
+        "version = 2\n",
+        "version = 2\noom_score = \"high\"\n",
+        1,
+    );
+    let config = node.write("etc/containerd/config.toml", &text);
     let before = node.files();
     let mut options = node.install_options(&config);
     options.check = true;
-    let err = install(&options).expect_err("containerd 1.6 rejects version 3");
+    let err = install(&options).expect_err("containerd rejects oom_score = \"high\"");
     assert!(matches!(err, Error::Rejected(_)), "{err}");
+    assert!(
+        err.to_string().contains("oom_score") || err.to_string().contains("high"),
+        "{err}"
+    );
     assert_eq!(node.files(), before);
 }
 
