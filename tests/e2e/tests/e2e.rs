@@ -53,6 +53,8 @@ mod http;
 mod isolation_host;
 #[path = "../cases/native.rs"]
 mod native;
+#[path = "../cases/node_install.rs"]
+mod node_install;
 #[path = "../cases/observe.rs"]
 mod observe;
 #[path = "../cases/oci_images.rs"]
@@ -104,5 +106,6 @@ fn main() {
     all.extend(hostile_specs::cases());
     all.extend(hostile_exec::cases());
     all.extend(isolation_host::cases());
+    all.extend(node_install::cases());
     runner::main(all);
 }
