@@ -26,6 +26,8 @@ mod cri_pod;
 mod cri_restart;
 #[path = "../cases/cri_support.rs"]
 mod cri_support;
+#[path = "../cases/custom_host.rs"]
+mod custom_host;
 #[path = "../cases/exec.rs"]
 mod exec;
 #[path = "../cases/grouping.rs"]
@@ -68,6 +70,8 @@ mod start_path;
 mod support;
 #[path = "../cases/wasm.rs"]
 mod wasm;
+#[path = "../cases/workflow.rs"]
+mod workflow;
 
 fn main() {
     let mut all = Vec::new();
@@ -98,5 +102,7 @@ fn main() {
     all.extend(hostile_specs::cases());
     all.extend(hostile_exec::cases());
     all.extend(isolation_host::cases());
+    all.extend(custom_host::cases());
+    all.extend(workflow::cases());
     runner::main(all);
 }
