@@ -51,7 +51,7 @@ pub enum EngineError {
 /// What a guest gets from its container's spec.
 #[derive(Debug, Clone)]
 pub struct GuestContext {
-    /// WASI args; argv[0] is the module path.
+    /// WASI args; `argv[0]` is the module path.
     pub args: Vec<String>,
     /// `KEY=VALUE` pairs.
     pub env: Vec<String>,
@@ -124,7 +124,7 @@ pub fn check_function_export(exports: Vec<String>, func: Option<&str>) -> Result
 /// Export names shown in an error: a module may have a million, the message stays short.
 const LISTED_EXPORTS: usize = 20;
 
-/// `a, b, c` (at most [`LISTED_EXPORTS`] names, then `… and N more`), or `none`.
+/// `a, b, c` (at most 20 names, then `… and N more`), or `none`.
 pub fn export_list(exports: &[String]) -> String {
     if exports.is_empty() {
         return "none".into();

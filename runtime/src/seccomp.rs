@@ -35,10 +35,13 @@ pub enum Mode {
     Log,
 }
 
+/// wasmpod's guest profile could not be compiled or installed.
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
+    /// The profile does not compile for this architecture.
     #[error("wasm guest seccomp profile: {0}")]
     Compile(String),
+    /// seccomp(2) refused the filter.
     #[error("installing the wasm guest seccomp filter: {0}")]
     Install(String),
 }

@@ -9,12 +9,10 @@
 //!
 //! # Example
 //!
-//! The whole `main` of `containerd-shim-wasmtime-v1`:
+//! The body of `main` of `containerd-shim-wasmtime-v1` (`shim/src/bin/wasmtime.rs`), all of it:
 //!
 //! ```no_run
-//! fn main() {
-//!     wasmpod_shim::run::<wasmpod_wasmtime::Wasmtime>();
-//! }
+//! wasmpod_shim::run::<wasmpod_wasmtime::Wasmtime>();
 //! ```
 //!
 //! A shim with host functions of its own: `wasmpod_wasmtime::HostFunctions` and
