@@ -120,15 +120,16 @@ PROFILE ?= release
 BIN_DIR = $(CARGO_TARGET_DIR)/$(PROFILE)
 PREFIX ?= /usr/local
 SHIMS = containerd-shim-wasmtime-v1 containerd-shim-wasmer-v1 containerd-shim-customhost-v1
-# Installed too when built (`make build-wasmedge`).
-OPTIONAL_SHIMS = containerd-shim-wasmedge-v1
+# Installed too when they were built: the WasmEdge shim (`make build-wasmedge`) and the node
+# daemon of the issue "Node mode", once it exists.
+OPTIONAL_BINS = containerd-shim-wasmedge-v1 wasmpod-node
 
 install:
 	@for bin in $(SHIMS); do test -x "$(BIN_DIR)/$$bin" || { echo "$(BIN_DIR)/$$bin is missing: \
 	run \`make $(if $(filter debug,$(PROFILE)),build-debug,build)\` first (as your user, not root)" >&2; exit 1; }; done
 	install -d "$(DESTDIR)$(PREFIX)/bin"
 	install -m 755 $(addprefix $(BIN_DIR)/,$(SHIMS)) \
-		$(wildcard $(addprefix $(BIN_DIR)/,$(OPTIONAL_SHIMS))) "$(DESTDIR)$(PREFIX)/bin/"
+		$(wildcard $(addprefix $(BIN_DIR)/,$(OPTIONAL_BINS))) "$(DESTDIR)$(PREFIX)/bin/"
 
 # The demo images, written by wasmpod-image (no registry): wasi-demo-app as a rootfs image
 # (`:latest`) and as an OCI wasm image (`:oci`, the module as a wasm layer), and the custom
