@@ -132,7 +132,7 @@ OPTIONAL_BINS = containerd-shim-wasmedge-v1 wasmpod-node
 
 install:
 	@for bin in $(SHIMS); do test -x "$(BIN_DIR)/$$bin" || { echo "$(BIN_DIR)/$$bin is missing: \
-	run \`make $(if $(filter debug,$(PROFILE)),build-debug,build)\` first (as your user, not root)" >&2; exit 1; }; done
+	run \`make $(if $(filter debug,$(PROFILE)),build-debug,build)\` first" >&2; exit 1; }; done
 	install -d "$(DESTDIR)$(PREFIX)/bin"
 	install -m 755 $(addprefix $(BIN_DIR)/,$(SHIMS)) \
 		$(wildcard $(addprefix $(BIN_DIR)/,$(OPTIONAL_BINS))) "$(DESTDIR)$(PREFIX)/bin/"
