@@ -1,6 +1,6 @@
 //! Deciding whether a container runs as wasm or as a native binary, explicitly and with a
 //! reason that goes to the log. Order: a wasm layer of the container's image (read by the shim,
-//! [`from_image`]), then annotations and the content of args[0] in the rootfs ([`detect`]).
+//! an [`ImageModule`]), then annotations and the content of `args[0]` in the rootfs.
 
 use std::path::Path;
 
@@ -13,20 +13,30 @@ const WASM_MAGIC: &[u8] = b"\0asm";
 const CORE_VERSION: &[u8] = &[1, 0, 0, 0];
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Why a container's program could not be classified; each names the file (a path inside the
+/// container) and what was found.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // the fields are what the messages show
 pub enum DetectError {
+    /// `args[0]` could not be found or opened safely in the rootfs.
     #[error(transparent)]
     Resolve(#[from] ResolveError),
+    /// Neither ELF, `#!` nor wasm.
     #[error("{path}: not ELF, script or wasm: first bytes {head}")]
     UnknownFormat { path: String, head: String },
+    /// A `.wasm` file whose magic bytes are wrong.
     #[error("{path}: malformed wasm module: bad magic bytes {head} (expected 00 61 73 6d)")]
     BadMagic { path: String, head: String },
+    /// An annotation asked for wasm, but `args[0]` is native.
     #[error("{path}: annotation {annotation} asks for wasm, but the file is a native program")]
     NotWasm { path: String, annotation: String },
+    /// `program#func` on a native program.
     #[error("{path}: the `#{func}` entrypoint syntax selects a wasm export, but this is a native program")]
     FuncOnNative { path: String, func: String },
+    /// A native program without an execute bit.
     #[error("{path} is not executable")]
     NotExecutable { path: String },
+    /// An image's wasm layer whose bytes are not wasm.
     #[error("{origin} is not wasm: first bytes {head} (expected 00 61 73 6d)")]
     NotWasmLayer { origin: String, head: String },
 }
@@ -37,30 +47,34 @@ pub enum DetectError {
 pub struct ImageModule {
     /// Where it came from, for the log and errors: `image layer sha256:… (application/wasm)`.
     pub origin: String,
+    /// The layer's bytes.
     pub bytes: Vec<u8>,
 }
 
+/// The kind of a wasm program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WasmFormat {
+pub(crate) enum WasmFormat {
     /// A core module (`\0asm`, version 1).
     Binary,
     /// A WASI 0.2 component (`\0asm`, component layer): only engines with component support.
     Component,
+    /// Wasm text (`.wat`).
     Text,
 }
 
 /// Where a wasm module's bytes are. Neither is read whole by the shim: the compile path copies
 /// them, bounded, into a sealed buffer for the compile process (see [`crate::compile`]).
 #[derive(Debug)]
-pub enum ModuleSource<'a> {
+pub(crate) enum ModuleSource<'a> {
     /// The program file in the rootfs, opened safely by [`crate::resolve`].
     File(std::fs::File),
     /// A wasm layer of the image, already read (bounded) and digest-checked by the shim.
     Bytes(&'a [u8]),
 }
 
+/// What runs: a wasm module or a native program.
 #[derive(Debug)]
-pub enum Workload<'a> {
+pub(crate) enum Workload<'a> {
     Wasm {
         /// Module path inside the container, as given in args[0] (without `#func`).
         path: String,
@@ -74,8 +88,9 @@ pub enum Workload<'a> {
     },
 }
 
+/// The detected workload and why.
 #[derive(Debug)]
-pub struct Decision<'a> {
+pub(crate) struct Decision<'a> {
     pub workload: Workload<'a>,
     /// Why this kind was chosen, for the log.
     pub reason: String,
@@ -115,7 +130,8 @@ fn hex_head(bytes: &[u8]) -> String {
         .join(" ")
 }
 
-pub fn detect(spec: &Spec, rootfs: &Path) -> Result<Decision<'static>, DetectError> {
+/// Classifies the spec's args[0] inside `rootfs` (annotations, then the file's content).
+pub(crate) fn detect(spec: &Spec, rootfs: &Path) -> Result<Decision<'static>, DetectError> {
     let arg0 = spec::args(spec).first().map(String::as_str).unwrap_or("");
     let (path, func) = spec::split_entry(arg0);
     let path_var = spec::env_var(spec, "PATH").unwrap_or(DEFAULT_PATH);
@@ -143,7 +159,10 @@ pub fn detect(spec: &Spec, rootfs: &Path) -> Result<Decision<'static>, DetectErr
 /// The workload of a container whose image holds a wasm layer: that layer runs, whatever the
 /// rootfs holds. args[0] (without `#func`) stays the guest's argv[0], and `#func` picks an
 /// export, as for modules in the rootfs.
-pub fn from_image<'a>(spec: &Spec, module: &'a ImageModule) -> Result<Decision<'a>, DetectError> {
+pub(crate) fn from_image<'a>(
+    spec: &Spec,
+    module: &'a ImageModule,
+) -> Result<Decision<'a>, DetectError> {
     let arg0 = spec::args(spec).first().map(String::as_str).unwrap_or("");
     let (path, func) = spec::split_entry(arg0);
     let head = module.bytes.get(..8).unwrap_or(&module.bytes);

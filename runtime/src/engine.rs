@@ -3,23 +3,47 @@
 
 use std::path::PathBuf;
 
+/// What an engine reports; the message reaches the container's user (`Create`'s error, or the
+/// guest's stderr when it ran).
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// The module is not valid wasm (or wat), in the engine's words.
     #[error("invalid wasm module: {0}")]
     Compile(String),
+    /// An artifact could not be loaded.
     #[error("loading compiled module: {0}")]
     Load(String),
+    /// The entry to call is not a function export.
     #[error("export `{func}` not found in module (function exports: {available})")]
-    MissingExport { func: String, available: String },
+    MissingExport {
+        /// The export asked for.
+        func: String,
+        /// The module's function exports, as [`export_list`] shows them.
+        available: String,
+    },
+    /// The guest trapped; the message includes the backtrace when the engine has one. The
+    /// container exits with 134.
     #[error("wasm trap: {0}")]
     Trap(String),
+    /// The guest grew its memory past its limit; the container exits with 137 and the shim
+    /// reports an OOM.
     #[error(
         "wasm guest exceeded its memory limit: asked for {requested} bytes of linear memory, \
          the container allows the guest {limit} bytes"
     )]
-    MemoryLimit { limit: u64, requested: u64 },
+    MemoryLimit {
+        /// [`GuestContext::memory_limit`].
+        limit: u64,
+        /// The size the guest asked for.
+        requested: u64,
+    },
+    /// A component given to an engine without [`WasmEngine::SUPPORTS_COMPONENTS`].
     #[error("a WASI component, but the {engine} engine runs core modules only (use wasmtime)")]
-    ComponentUnsupported { engine: &'static str },
+    ComponentUnsupported {
+        /// [`WasmEngine::NAME`].
+        engine: &'static str,
+    },
+    /// Anything else, with its context in the message.
     #[error("{0}")]
     Other(String),
 }
@@ -27,7 +51,7 @@ pub enum EngineError {
 /// What a guest gets from its container's spec.
 #[derive(Debug, Clone)]
 pub struct GuestContext {
-    /// WASI args; argv[0] is the module path.
+    /// WASI args; `argv[0]` is the module path.
     pub args: Vec<String>,
     /// `KEY=VALUE` pairs.
     pub env: Vec<String>,
@@ -39,6 +63,13 @@ pub struct GuestContext {
     pub memory_limit: Option<u64>,
 }
 
+/// A wasm engine: what wasmpod needs from one to compile, cache, load and run guests.
+///
+/// One value is built per process with [`WasmEngine::new`]: in the compile process
+/// ([`WasmEngine::precompile`]), and in the shim's zygote, which loads artifacts
+/// ([`WasmEngine::load`]) and whose forks become the containers' init processes
+/// ([`WasmEngine::run`]). The zygote must stay single-threaded until it forks: `new` and
+/// `load` must not start threads (an engine that needs some starts them in `run`).
 pub trait WasmEngine: Clone + Send + Sync + 'static {
     /// Engine name, as in the runtime name `io.containerd.<NAME>.v1`.
     const NAME: &'static str;
@@ -47,6 +78,8 @@ pub trait WasmEngine: Clone + Send + Sync + 'static {
     /// A loaded module; cloned into the container's init process.
     type Module: Clone + Send + Sync + 'static;
 
+    /// Builds the engine with wasmpod's settings (the same in every process of a node, so that
+    /// artifacts stay loadable).
     fn new() -> Result<Self, EngineError>;
 
     /// Changes whenever artifacts compiled by an earlier build stop being loadable.
@@ -91,7 +124,7 @@ pub fn check_function_export(exports: Vec<String>, func: Option<&str>) -> Result
 /// Export names shown in an error: a module may have a million, the message stays short.
 const LISTED_EXPORTS: usize = 20;
 
-/// `a, b, c` (at most [`LISTED_EXPORTS`] names, then `… and N more`), or `none`.
+/// `a, b, c` (at most 20 names, then `… and N more`), or `none`.
 pub fn export_list(exports: &[String]) -> String {
     if exports.is_empty() {
         return "none".into();

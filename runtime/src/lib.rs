@@ -1,23 +1,78 @@
 //! wasmpod's runtime: real Linux containers through youki's libcontainer, whose init process
 //! runs either a wasm module in a pluggable engine or a native binary.
 //!
-//! Layers: [`container`] (generic lifecycle), [`detect`] + [`compile`] + [`cache`] +
-//! [`executor`] (wasm policy), [`engine::WasmEngine`] (implemented once per engine in `executors/`).
+//! This crate is the engine-independent half of a wasmpod shim. An engine is one type that
+//! implements [`WasmEngine`] (compile a module, load the artifact, run it); `wasmpod-shim`
+//! turns such a type into a containerd shim, and everything in between is here:
+//!
+//! - [`container`]: the lifecycle verbs (create, start, kill, delete, exec, pause, update,
+//!   stats) over libcontainer, with [`Zygote`] doing every fork from a single-threaded process;
+//! - [`detect`]: whether a container runs wasm or a native program, and why;
+//! - [`compile`] and [`cache`]: tenant modules are compiled in a sandboxed compile process
+//!   into a root-only cache keyed by the module's digest and the engine's compatibility key;
+//! - [`seccomp`], [`spec`], [`mount`], [`oom`], [`resolve`]: the pieces those share.
+//!
+//! # Example: an engine of your own
+//!
+//! A [`WasmEngine`] decorating another one, logging every guest's exit code. Its shim is
+//! `fn main() { wasmpod_shim::run::<Logged<wasmpod_wasmtime::Wasmtime>>() }`, built as
+//! `containerd-shim-logged-v1` (runtime `io.containerd.logged.v1`). Engines that only add host
+//! functions to wasmtime have a shorter way: `wasmpod_wasmtime::HostFunctions`.
+//!
+//! ```
+//! use wasmpod_runtime::{EngineError, GuestContext, WasmEngine};
+//!
+//! /// `E`, with each guest's exit code in the shim's log.
+//! #[derive(Clone)]
+//! pub struct Logged<E>(E);
+//!
+//! impl<E: WasmEngine> WasmEngine for Logged<E> {
+//!     const NAME: &'static str = "logged";
+//!     const SUPPORTS_COMPONENTS: bool = E::SUPPORTS_COMPONENTS;
+//!     type Module = E::Module;
+//!
+//!     fn new() -> Result<Self, EngineError> {
+//!         E::new().map(Logged)
+//!     }
+//!     fn compatibility_key(&self) -> String {
+//!         self.0.compatibility_key()
+//!     }
+//!     fn precompile(&self, source: &[u8]) -> Result<Vec<u8>, EngineError> {
+//!         self.0.precompile(source)
+//!     }
+//!     fn load(&self, artifact: Vec<u8>) -> Result<Self::Module, EngineError> {
+//!         self.0.load(artifact)
+//!     }
+//!     fn function_exports(&self, module: &Self::Module) -> Vec<String> {
+//!         self.0.function_exports(module)
+//!     }
+//!     fn check_entry(&self, module: &Self::Module, func: Option<&str>) -> Result<(), EngineError> {
+//!         self.0.check_entry(module, func)
+//!     }
+//!     fn run(&self, module: &Self::Module, guest: &GuestContext) -> Result<i32, EngineError> {
+//!         let result = self.0.run(module, guest);
+//!         tracing::info!(module = ?guest.args.first(), ?result, "guest ended");
+//!         result
+//!     }
+//! }
+//! ```
+
+#![warn(missing_docs)]
 
 pub mod cache;
 pub mod compile;
 pub mod container;
 pub mod detect;
 pub mod engine;
-pub mod executor;
-pub mod guest;
+mod executor;
+mod guest;
 pub mod mount;
 pub mod oom;
 pub mod resolve;
 pub mod seccomp;
 pub mod spec;
-pub mod stdio;
-pub mod zygote;
+mod stdio;
+mod zygote;
 
 pub use engine::{EngineError, GuestContext, WasmEngine};
-pub use zygote::Zygote;
+pub use zygote::{Zygote, ZygoteError};

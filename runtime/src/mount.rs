@@ -5,8 +5,11 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
+/// A rootfs mount or unmount that failed.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // the fields are what the messages show
 pub enum MountError {
+    /// mount(2) failed.
     #[error("mount {fstype} {device} on {target}: {errno}")]
     Mount {
         fstype: String,
@@ -15,16 +18,21 @@ pub enum MountError {
         errno: nix::Error,
     },
     #[error("mount options for {target} exceed one page ({len} bytes); too many layers")]
+    /// The overlay options (layer paths) do not fit in the page mount(2) takes.
     TooLong { target: PathBuf, len: usize },
     #[error("unmount {target}: {errno}")]
+    /// umount2(2) failed.
     Unmount { target: PathBuf, errno: nix::Error },
 }
 
 /// One entry of containerd's `rootfs` list.
 #[derive(Debug, Clone)]
 pub struct RootfsMount {
+    /// Filesystem type, e.g. `overlay`.
     pub fstype: String,
+    /// What is mounted (the device or, for overlay, `overlay`).
     pub source: String,
+    /// mount(8)-style options; flags like `ro` are turned into mount flags, the rest is data.
     pub options: Vec<String>,
 }
 
@@ -65,6 +73,7 @@ fn parse_options(options: &[String]) -> (MsFlags, String) {
     (flags, data.join(","))
 }
 
+/// Mounts containerd's rootfs list on `target`, in order.
 pub fn mount_rootfs(mounts: &[RootfsMount], target: &Path) -> Result<(), MountError> {
     for m in mounts {
         let (flags, data) = parse_options(&m.options);

@@ -7,8 +7,8 @@
 //! [`OomReport`]: a memfd the shim creates, the container's init inherits, and the shim reads
 //! when the init has exited. A memfd needs no path, so nothing is left behind.
 //!
-//! Guest code must start with no descriptor but its stdio (see [`crate::guest`]), so the init
-//! maps the memfd shared ([`MemoryLimitMark`]), closes it, and writes the mark through the
+//! Guest code must start with no descriptor but its stdio (the executor closes the others), so
+//! the init maps the memfd shared ([`MemoryLimitMark`]), closes it, and writes the mark through the
 //! mapping; the shim's `pread` sees the same page.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -26,6 +26,7 @@ pub struct OomReport {
 }
 
 impl OomReport {
+    /// A new report channel (a memfd), to be passed to the container's init.
     pub fn new() -> std::io::Result<Self> {
         let memfd = memfd_create(c"wasmpod-oom-report", MemFdCreateFlag::MFD_CLOEXEC)?;
         Ok(OomReport { memfd })

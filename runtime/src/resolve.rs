@@ -24,29 +24,40 @@ pub const DEFAULT_MAX_MODULE_BYTES: u64 = 256 << 20;
 /// Symlinks followed in the last component before giving up (as Linux's `MAXSYMLINKS`).
 pub const MAX_SYMLINK_HOPS: usize = 40;
 
+/// Why a program could not be found or opened safely; each names the path (inside the
+/// container) and the cause.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // the fields are what the messages show
 pub enum ResolveError {
     #[error("cannot open rootfs {path}: {source}")]
+    /// The rootfs itself could not be opened.
     Rootfs { path: PathBuf, source: nix::Error },
     #[error("{arg0:?} not found in rootfs {rootfs} (searched PATH={path_var})")]
+    /// Not in the rootfs (a relative name is searched along the spec's PATH).
     NotFound {
         arg0: String,
         rootfs: PathBuf,
         path_var: String,
     },
     #[error("{path}: is a {kind}, not a regular file")]
+    /// A FIFO, socket, device or directory.
     NotRegular { path: String, kind: &'static str },
     #[error("{path}: {size} bytes, more than the limit of {limit} bytes ({MAX_MODULE_BYTES_ENV})")]
+    /// Larger than [`max_module_bytes`].
     TooLarge { path: String, size: u64, limit: u64 },
     #[error("{path}: too many levels of symbolic links")]
+    /// More than [`MAX_SYMLINK_HOPS`] symbolic links.
     SymlinkLoop { path: String },
     #[error(
         "{path}: too many levels of symbolic links (or a /proc magic link, which is never followed)"
     )]
+    /// The kernel's ELOOP: a symlink loop or a `/proc` magic link.
     Eloop { path: String },
     #[error("{path}: changed while it was being opened (refusing it)")]
+    /// The file changed between its check and its use.
     Replaced { path: String },
     #[error("{path} in rootfs: {source}")]
+    /// Any other I/O error.
     Io {
         path: String,
         source: std::io::Error,
@@ -79,9 +90,9 @@ fn parse_limit(raw: Option<&std::ffi::OsStr>) -> u64 {
 
 /// An opened program file and its absolute path inside the container: a regular file, open
 /// read-only. Its size is checked against [`max_module_bytes`] before it is read whole
-/// ([`Program::check_size`], [`Program::read_all`]).
+/// ([`Program::check_size`]).
 #[derive(Debug)]
-pub struct Program {
+pub(crate) struct Program {
     pub path: String,
     /// Open `O_RDONLY | O_CLOEXEC`; read it with positioned reads (`head`, `read_all`).
     pub file: File,
@@ -90,6 +101,7 @@ pub struct Program {
 }
 
 impl Program {
+    /// Whether any execute bit is set.
     pub fn is_executable(&self) -> bool {
         self.file
             .metadata()
@@ -121,7 +133,9 @@ impl Program {
     }
 
     /// The whole file as checked: at most [`Program::size`] bytes, even if it grew since, and
-    /// only within [`max_module_bytes`].
+    /// only within [`max_module_bytes`]. Modules are streamed to the compiler instead; tests
+    /// use it.
+    #[cfg(test)]
     pub fn read_all(&self) -> Result<Vec<u8>, ResolveError> {
         self.check_size()?;
         let n = usize::try_from(self.size).map_err(|_| ResolveError::TooLarge {
@@ -159,7 +173,11 @@ impl Program {
 /// `/`, else through each directory of `path_var`. A path names its own failure (not a regular
 /// file, a symlink loop); a PATH search skips what cannot be run and reports the
 /// first such candidate only when nothing runnable was found.
-pub fn find_program(rootfs: &Path, arg0: &str, path_var: &str) -> Result<Program, ResolveError> {
+pub(crate) fn find_program(
+    rootfs: &Path,
+    arg0: &str,
+    path_var: &str,
+) -> Result<Program, ResolveError> {
     let root = nix::fcntl::open(
         rootfs,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,

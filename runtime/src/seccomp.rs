@@ -14,7 +14,9 @@ use serde_json::Value;
 #[doc(hidden)]
 pub mod testkit;
 
-const PROFILE: &str = include_str!("../../seccomp-profiles/wasm-guest.json");
+// `runtime/seccomp-profiles/` holds symlinks to the repository's `seccomp-profiles/`, so that
+// `cargo package` puts the profiles into the crate.
+const PROFILE: &str = include_str!("../seccomp-profiles/wasm-guest.json");
 const FILTER: &str = "wasm_guest";
 /// The profile's extension: architectures a rule applies to.
 const ARCH_KEY: &str = "arch";
@@ -35,10 +37,13 @@ pub enum Mode {
     Log,
 }
 
+/// wasmpod's guest profile could not be compiled or installed.
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
+    /// The profile does not compile for this architecture.
     #[error("wasm guest seccomp profile: {0}")]
     Compile(String),
+    /// seccomp(2) refused the filter.
     #[error("installing the wasm guest seccomp filter: {0}")]
     Install(String),
 }

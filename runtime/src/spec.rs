@@ -5,12 +5,17 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{Spec, SpecBuilder};
 
+/// A bundle's spec that cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // the fields are what the messages show
 pub enum SpecError {
+    /// `config.json` is unreadable, too large or not a valid OCI spec.
     #[error("invalid config.json in {path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
+    /// A valid spec that wasmpod cannot run (e.g. no `process.args`).
     #[error("bad spec: {0}")]
     Bad(String),
+    /// The effective spec could not be written.
     #[error("writing effective spec to {path}: {source}")]
     Write {
         path: PathBuf,
@@ -101,6 +106,7 @@ pub fn env_var<'a>(spec: &'a Spec, key: &str) -> Option<&'a str> {
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }
 
+/// Value of one of the spec's annotations.
 pub fn annotation<'a>(spec: &'a Spec, key: &str) -> Option<&'a str> {
     spec.annotations().as_ref()?.get(key).map(String::as_str)
 }

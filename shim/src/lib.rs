@@ -1,4 +1,25 @@
 //! The containerd shim (runtime v2, ttrpc task service) shared by every engine's binary.
+//!
+//! One function, [`run`], is a complete shim for any [`WasmEngine`]: `start` (find or start the
+//! pod's shim daemon and print its address), `delete` (clean up after a dead shim), the daemon
+//! itself (the task service under `containerd.task.v2` and `v3`, events, logs, OOM and exit
+//! reporting, the zygote that forks containers), and the compile process the daemon re-executes
+//! itself as. containerd finds the binary by its name: the runtime `io.containerd.<NAME>.v1`
+//! is the binary `containerd-shim-<NAME>-v1` on its PATH, `NAME` being [`WasmEngine::NAME`].
+//!
+//! # Example
+//!
+//! The body of `main` of `containerd-shim-wasmtime-v1` (`shim/src/bin/wasmtime.rs`), all of it:
+//!
+//! ```no_run
+//! wasmpod_shim::run::<wasmpod_wasmtime::Wasmtime>();
+//! ```
+//!
+//! A shim with host functions of its own: `wasmpod_wasmtime::HostFunctions` and
+//! `examples/custom-host/` in the repository. Another engine: implement [`WasmEngine`]
+//! (see `wasmpod_runtime`).
+
+#![warn(missing_docs)]
 
 mod daemon;
 mod delete;
@@ -29,7 +50,10 @@ fn fail(engine: &str, e: impl std::fmt::Display) -> ! {
     std::process::exit(1)
 }
 
-/// Entry point of `containerd-shim-<engine>-v1`.
+/// The `main` of `containerd-shim-<E::NAME>-v1`: parses containerd's shim flags and runs the
+/// action they ask for (`start`, `delete`, the daemon with `-socket`, or a compile process).
+/// Returns when the action is done; a failure is printed on stderr (containerd shows it to the
+/// user) and ends the process with exit code 1.
 pub fn run<E: WasmEngine>() {
     let args: Vec<String> = std::env::args().collect();
     // A compile process (see `wasmpod_runtime::compile`): before anything else of the shim.

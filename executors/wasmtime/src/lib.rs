@@ -1,15 +1,51 @@
 //! wasmtime adapter: WASI preview1 core modules, WASI 0.2 command components and `wasi:http`
 //! proxy components, compiled ahead of time by the node's compile process and loaded from the
-//! node's module cache before the container's init process starts. A command runs once; a proxy is served over HTTP.
+//! node's module cache before the container's init process starts. A command runs once; a
+//! proxy is served over HTTP.
+//!
+//! [`Wasmtime`] is the engine of `containerd-shim-wasmtime-v1`
+//! (`wasmpod_shim::run::<Wasmtime>()`). [`WasmtimeWith`] is the same engine with host
+//! functions of your own for core modules, described by a [`HostFunctions`] type.
+//!
+//! # Example: a host function
+//!
+//! An engine whose modules may import `demo::add(a: i32, b: i32) -> i32`. Its shim is
+//! `fn main() { wasmpod_shim::run::<WithAdd>() }`, built as `containerd-shim-withadd-v1`
+//! (runtime `io.containerd.withadd.v1`); `examples/custom-host/` in the repository is a
+//! complete one, with its guest and an end-to-end test.
+//!
+//! ```
+//! use wasmpod_wasmtime::{CoreState, HostFunctions, WasmtimeWith};
+//! use wasmtime::Linker;
+//!
+//! pub struct Add;
+//!
+//! impl HostFunctions for Add {
+//!     const NAME: &'static str = "withadd";
+//!
+//!     fn add_to_linker(linker: &mut Linker<CoreState>) -> wasmtime::Result<()> {
+//!         linker.func_wrap("demo", "add", |a: i32, b: i32| a.wrapping_add(b))?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! pub type WithAdd = WasmtimeWith<Add>;
+//! ```
+
+#![warn(missing_docs)]
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
 mod component;
 mod core;
+mod host;
 mod http;
 mod limits;
 mod wasi;
+
+pub use crate::core::CoreState;
+pub use host::{HostFunctions, WasmtimeWith};
 
 use wasmpod_runtime::engine::check_function_export;
 use wasmpod_runtime::{EngineError, GuestContext, WasmEngine};
@@ -17,6 +53,7 @@ use wasmtime::component::Component;
 use wasmtime::{Config, Engine, ExternType, Module, Precompiled};
 use wasmtime_wasi::I32Exit;
 
+/// The wasmtime engine: WASI preview1 for core modules, WASI 0.2 for components.
 #[derive(Clone)]
 pub struct Wasmtime {
     engine: Engine,
@@ -25,7 +62,9 @@ pub struct Wasmtime {
 /// A loaded guest: a core module or a component.
 #[derive(Clone)]
 pub enum Guest {
+    /// A core module: runs `_start` (or the `#func` export) with WASI preview1.
     Module(Module),
+    /// A component: a `wasi:cli/run` command, or a `wasi:http` proxy that is served.
     Component(Component),
 }
 
@@ -132,7 +171,7 @@ impl WasmEngine for Wasmtime {
 
     fn run(&self, guest: &Guest, context: &GuestContext) -> Result<i32, EngineError> {
         match guest {
-            Guest::Module(module) => core::run(&self.engine, module, context),
+            Guest::Module(module) => core::run(&self.engine, module, context, core::wasi_only),
             Guest::Component(c) => match component::kind(&self.engine, c)? {
                 component::Kind::Command => component::run(&self.engine, c, context),
                 component::Kind::Proxy => http::serve(&self.engine, c, context),

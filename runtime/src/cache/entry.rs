@@ -17,21 +17,32 @@ use sha2::{Digest, Sha256};
 /// Bump the version when the layout changes.
 pub const MAGIC: &[u8; 16] = b"wasmpod-cache/1\n";
 const DIGEST: usize = 32;
+/// Bytes before the payload.
 pub const HEADER_LEN: usize = MAGIC.len() + 3 * DIGEST;
 const CHUNK: usize = 256 * 1024;
 
+/// Why an entry is not used.
 #[derive(Debug, thiserror::Error)]
 pub enum EntryError {
+    /// Reading it failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// No [`MAGIC`], or too short for a header.
     #[error("not a wasmpod cache entry (bad header)")]
     BadHeader,
+    /// The entry of another module.
     #[error("holds the artifact of another module (sha256 {found})")]
-    OtherModule { found: String },
+    OtherModule {
+        /// That module's sha256.
+        found: String,
+    },
+    /// Written by an engine with another compatibility key.
     #[error("written by another engine build")]
     OtherEngine,
+    /// The payload does not match its digest.
     #[error("artifact digest mismatch: truncated or corrupted")]
     Corrupted,
+    /// No payload.
     #[error("empty artifact")]
     Empty,
 }
@@ -44,6 +55,8 @@ pub struct EntryKey {
 }
 
 impl EntryKey {
+    /// The key of the module whose sha256 is `module_sha256`, for the engine of
+    /// `compatibility_key` ([`crate::WasmEngine::compatibility_key`]).
     pub fn new(module_sha256: [u8; 32], compatibility_key: &str) -> Self {
         Self {
             module: module_sha256,
@@ -56,6 +69,7 @@ impl EntryKey {
         Self::new(Sha256::digest(source).into(), compatibility_key)
     }
 
+    /// The module's sha256 in hex.
     pub fn module_hex(&self) -> String {
         hex::encode(self.module)
     }

@@ -8,7 +8,7 @@
 //! `O_EXCL | O_NOFOLLOW | O_CLOEXEC` and renamed into place; they are opened `O_NOFOLLOW`.
 //!
 //! The cache is bounded: after each new entry is written, least-recently-used entries are
-//! evicted until the entries fit in the limit (see [`evict`]). A hit refreshes the entry's
+//! evicted until the entries fit in the limit (`evict.rs`). A hit refreshes the entry's
 //! mtime, so the mtime is the last use. Several shims share one directory; every step
 //! tolerates files that another process has just removed.
 
@@ -27,30 +27,41 @@ use crate::engine::{EngineError, WasmEngine};
 pub use entry::{EntryError, EntryKey};
 pub use evict::{IN_USE_GRACE, STALE_TMP_AGE};
 
+/// The cache's base directory unless [`DIR_ENV`] says otherwise; one folder per engine below.
 pub const DEFAULT_DIR: &str = "/var/lib/wasmpod/cache";
+/// Environment variable of the shim: the cache's base directory.
 pub const DIR_ENV: &str = "WASMPOD_CACHE_DIR";
 /// Size limit of the entries (`*.bin`) of one engine's cache, in bytes.
 pub const MAX_BYTES_ENV: &str = "WASMPOD_CACHE_MAX_BYTES";
+/// Default of [`MAX_BYTES_ENV`]: 1 GiB.
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 /// Where a shim whose cache directory is unsafe compiles for single containers.
 pub const PRIVATE_DIR: &str = "/run/wasmpod/private-artifacts";
 
+/// A cache operation that failed.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // the fields are what the messages show
 pub enum CacheError {
+    /// A file or directory of the cache.
     #[error("module cache {path}: {source}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// An entry that is not its key's (see [`EntryError`]).
     #[error("module cache entry {path}: {source}")]
     Entry { path: PathBuf, source: EntryError },
+    /// The engine could not load an entry.
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
 
+/// How a module was found, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    /// Its entry was in the cache.
     Hit,
+    /// It was compiled and its entry written.
     Miss,
     /// An entry existed but was not this key's (or was damaged); it was compiled again.
     Replaced,
@@ -61,12 +72,15 @@ pub enum Outcome {
 /// What the cache holds for a key.
 #[derive(Debug)]
 pub enum Lookup {
+    /// The entry, checked.
     Hit(PathBuf),
+    /// No entry.
     Miss,
     /// An entry exists under the key's name but is refused; the reason is for the log.
     Refused(EntryError),
 }
 
+/// One engine's folder of the node's cache (see the module's docs).
 pub struct ModuleCache {
     dir: PathBuf,
     max_bytes: u64,
@@ -144,10 +158,12 @@ impl ModuleCache {
         }
     }
 
+    /// The folder of the entries.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// The size limit of the entries, in bytes.
     pub fn max_bytes(&self) -> u64 {
         self.max_bytes
     }

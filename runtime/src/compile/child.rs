@@ -1,5 +1,5 @@
 //! The compile process: the shim binary executed again with [`COMPILE_ARG`]. It confines itself
-//! ([`super::sandbox`]), reads the module from stdin (a sealed memfd), compiles it with the
+//! (`sandbox.rs`), reads the module from stdin (a sealed memfd), compiles it with the
 //! engine and writes the artifact to stdout (a temp file of the cache, opened by the shim).
 //! Errors go to stderr as one line; the exit code says which kind.
 

@@ -13,6 +13,7 @@ pub const DEFAULT_JOBS: usize = 1;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_CGROUP: &str = "wasmpod-compile";
 
+/// The node's compile limits (README, "Tenant isolation").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompileConfig {
     /// Memory limit of the compile cgroup, shared by every compile on the node.
@@ -21,6 +22,7 @@ pub struct CompileConfig {
     pub jobs: usize,
     /// Wall-clock limit of one compile.
     pub timeout: Duration,
+    /// Name of the compile cgroup (`WASMPOD_COMPILE_CGROUP`).
     pub cgroup: String,
 }
 

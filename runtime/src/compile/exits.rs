@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 /// How a compile process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
+    /// It exited with this code.
     Code(i32),
+    /// A signal ended it.
     Signal(i32),
 }
 

@@ -2,18 +2,18 @@
 //!
 //! The shim never parses or compiles a tenant's module: compiling is node work, like unpacking
 //! an image. Each compile runs in a short-lived process of its own (the shim binary executed
-//! again, [`child`]), confined before it reads the module ([`sandbox`]: the node's compile
-//! cgroup, no capabilities, a seccomp filter), given the module as a sealed memfd
-//! ([`source`]) and a temp file of the cache to write the artifact to. Compiles per node are
-//! limited ([`slots`]), each has a wall-clock limit, and failures are reported in words.
+//! again, [`child`]), confined before it reads the module (the node's compile cgroup, no
+//! capabilities, a seccomp filter), given the module as a sealed memfd ([`SealedModule`]) and a
+//! temp file of the cache to write the artifact to. Compiles per node are limited
+//! ([`CompileConfig::jobs`]), each has a wall-clock limit, and failures are reported in words.
 
-pub mod cgroup;
+mod cgroup;
 pub mod child;
-pub mod config;
+mod config;
 pub mod exits;
 mod sandbox;
-pub mod slots;
-pub mod source;
+mod slots;
+mod source;
 
 use std::fs::File;
 use std::io::Read;
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 pub use child::COMPILE_ARG;
 pub use config::CompileConfig;
-pub use source::SealedModule;
+pub use source::{SealedModule, SourceError};
 
 use config::human_bytes;
 use exits::Exit;
@@ -31,20 +31,26 @@ use exits::Exit;
 /// Most of the compile process's stderr kept for the error message.
 const MAX_STDERR: u64 = 16 * 1024;
 
+/// Why a module could not be compiled; each names the module's path inside the container.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // the fields are what the messages show
 pub enum CompileError {
     /// The module is not valid wasm, or uses what the engine refuses: the engine's words.
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
+    /// The compile process was OOM-killed in the node's compile cgroup.
     #[error(
         "compiling {path} needed more than the node's compile memory limit ({limit}) \
          (WASMPOD_COMPILE_MEMORY)"
     )]
     Memory { path: String, limit: String },
+    /// The compile process ran past [`CompileConfig::timeout`] and was killed.
     #[error("compiling {path} timed out after {seconds} s (WASMPOD_COMPILE_TIMEOUT)")]
     Timeout { path: String, seconds: u64 },
+    /// The compile process failed otherwise (its stderr, or how it ended).
     #[error("compiling {path} failed: {reason}")]
     Failed { path: String, reason: String },
+    /// Starting the compile process or handing it the module.
     #[error("compiling {path}: {what}: {source}")]
     Io {
         path: String,
@@ -56,7 +62,9 @@ pub enum CompileError {
 /// What a compile took, for the log.
 #[derive(Debug, Clone, Copy)]
 pub struct CompileStats {
+    /// Time waiting for a compile slot.
     pub queued: Duration,
+    /// Time the compile process ran.
     pub compiled: Duration,
     /// Peak resident memory of the compile process, as it reported it.
     pub peak_rss_kib: Option<u64>,
@@ -73,6 +81,8 @@ pub struct Compiler {
 }
 
 impl Compiler {
+    /// A compiler under `config`'s limits, taking slots in `slot_dir` ([`slot_dir`]), which
+    /// executes this process's own binary as the compile process.
     pub fn new(config: CompileConfig, slot_dir: PathBuf) -> Self {
         Self {
             config,
@@ -87,6 +97,7 @@ impl Compiler {
         self
     }
 
+    /// The limits it applies.
     pub fn config(&self) -> &CompileConfig {
         &self.config
     }

@@ -8,7 +8,8 @@ use seccompiler::{BpfProgram, TargetArch};
 
 use super::cgroup;
 
-const PROFILE: &str = include_str!("../../../seccomp-profiles/compiler.json");
+// A symlink to the repository's `seccomp-profiles/compiler.json` (see `crate::seccomp`).
+const PROFILE: &str = include_str!("../../seccomp-profiles/compiler.json");
 const FILTER: &str = "wasm_compiler";
 /// `nobody`: owns nothing on the node.
 const UNPRIVILEGED: libc::uid_t = 65534;

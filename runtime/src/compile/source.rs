@@ -11,15 +11,20 @@ use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 use sha2::{Digest, Sha256};
 
 const CHUNK: usize = 64 * 1024;
+/// A module that could not be copied into its sealed buffer.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // the fields are what the messages show
 pub enum SourceError {
+    /// Reading the module failed.
     #[error("reading {path}: {source}")]
     Read {
         path: String,
         source: std::io::Error,
     },
     #[error("{path}: more than the limit of {limit} bytes (WASMPOD_MAX_MODULE_BYTES)")]
+    /// More than the limit (a file's size can change after it was checked).
     TooLarge { path: String, limit: u64 },
+    /// Creating or sealing the memfd failed.
     #[error("buffering {path} for the compiler: {source}")]
     Buffer {
         path: String,
@@ -90,18 +95,22 @@ impl SealedModule {
         })
     }
 
+    /// The sha256 of the module's bytes.
     pub fn sha256(&self) -> &[u8; 32] {
         &self.sha256
     }
 
+    /// [`SealedModule::sha256`] in hex.
     pub fn sha256_hex(&self) -> String {
         hex::encode(self.sha256)
     }
 
+    /// The module's size in bytes.
     pub fn len(&self) -> u64 {
         self.len
     }
 
+    /// Whether the module has no bytes.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -116,6 +125,7 @@ impl SealedModule {
         File::open(path)
     }
 
+    /// The sealed memfd.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.memfd.as_fd()
     }

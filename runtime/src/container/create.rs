@@ -5,8 +5,7 @@ use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 
 use crate::cache::{EntryKey, Lookup, ModuleCache};
-use crate::compile::source::SourceError;
-use crate::compile::{CompileError, Compiler, SealedModule};
+use crate::compile::{CompileError, Compiler, SealedModule, SourceError};
 use crate::detect::{
     detect, from_image, DetectError, ImageModule, ModuleSource, WasmFormat, Workload,
 };
@@ -15,50 +14,76 @@ use crate::mount::{mount_rootfs, unmount_all, MountError, RootfsMount};
 use crate::spec::{self, SpecError};
 use crate::zygote::{CreateRequest, PreparedWorkload, Zygote, ZygoteError};
 
+/// Why [`create`] or [`super::exec`] failed; the message is meant for the `ctr`/kubelet user.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
+    /// The bundle's spec.
     #[error(transparent)]
     Spec(#[from] SpecError),
+    /// Mounting the rootfs.
     #[error(transparent)]
     Mount(#[from] MountError),
+    /// Deciding between wasm and native.
     #[error(transparent)]
     Detect(#[from] DetectError),
+    /// The engine refused the module (e.g. a missing `#func` export).
     #[error("{path}: {source}")]
-    Module { path: String, source: EngineError },
+    Module {
+        /// The module's path inside the container.
+        path: String,
+        /// The engine's error.
+        source: EngineError,
+    },
+    /// The module cache.
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
+    /// Reading the module for the compiler.
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// Compiling the module.
     #[error(transparent)]
     Compile(#[from] CompileError),
+    /// libcontainer's state root could not be created.
     #[error("state root {path}: {source}")]
     StateRoot {
+        /// The state root.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// Creating the container's process.
     #[error(transparent)]
     Zygote(#[from] ZygoteError),
 }
 
+/// What containerd's `Create` request says about a container.
 pub struct CreateOptions<'a> {
+    /// The container id.
     pub id: &'a str,
     /// containerd's bundle directory (config.json, rootfs/).
     pub bundle: &'a Path,
     /// libcontainer's state root.
     pub root: &'a Path,
+    /// containerd's rootfs mounts, mounted on `<bundle>/rootfs` (none: the rootfs is ready).
     pub rootfs_mounts: &'a [RootfsMount],
+    /// containerd's stdin FIFO, if any.
     pub stdin: Option<PathBuf>,
+    /// containerd's stdout FIFO, if any.
     pub stdout: Option<PathBuf>,
+    /// containerd's stderr FIFO, if any.
     pub stderr: Option<PathBuf>,
     /// Inherited by the container's init, which reports a memory-limit stop in it.
     pub oom_report: Option<BorrowedFd<'a>>,
-    /// The wasm layer of the container's image, when it has one: it runs instead of args[0].
+    /// The wasm layer of the container's image, when it has one: it runs instead of `args[0]`.
     pub image_module: Option<&'a ImageModule>,
 }
 
+/// A created container (or exec process), waiting for `Start`.
 #[derive(Debug)]
 pub struct Created {
+    /// Its init process's pid (on the host).
     pub pid: i32,
+    /// Whether it runs a wasm guest.
     pub wasm: bool,
     /// Why wasm or native was chosen.
     pub reason: String,
@@ -69,11 +94,17 @@ pub struct Created {
 /// What turns a detected wasm workload into a loadable artifact: the engine (for its
 /// compatibility key), the node's cache and its compiler.
 pub struct Preparer<'a, E: WasmEngine> {
+    /// The engine.
     pub engine: &'a E,
+    /// The node's module cache for this engine.
     pub cache: &'a ModuleCache,
+    /// Runs the compile process on a cache miss.
     pub compiler: &'a Compiler,
 }
 
+/// Creates container `opts.id`: mounts its rootfs, reads its spec, detects what it runs,
+/// prepares a wasm module (compiled once per node and cached), and has a zygote worker create
+/// its init, which waits for [`super::start`]. A failure removes everything it made.
 pub fn create<E: WasmEngine>(
     zygote: &Zygote,
     preparer: &Preparer<E>,

@@ -15,19 +15,29 @@ use crate::engine::WasmEngine;
 use crate::spec::{self, SpecError};
 use crate::zygote::{CreateRequest, Zygote};
 
+/// What containerd's `Exec` request says about an extra process.
 pub struct ExecOptions<'a> {
+    /// The container id.
     pub id: &'a str,
+    /// The exec id, unique within the container.
     pub exec_id: &'a str,
     /// containerd's bundle of the container.
     pub bundle: &'a Path,
+    /// libcontainer's state root.
     pub root: &'a Path,
     /// The OCI process, as JSON (containerd's `ExecProcessRequest.spec`).
     pub process_json: &'a [u8],
+    /// containerd's stdin FIFO, if any.
     pub stdin: Option<PathBuf>,
+    /// containerd's stdout FIFO, if any.
     pub stdout: Option<PathBuf>,
+    /// containerd's stderr FIFO, if any.
     pub stderr: Option<PathBuf>,
 }
 
+/// Starts an extra process in running container `opts.id` (its namespaces, cgroup and
+/// rootfs): detected and prepared like the container's own program, then created by a zygote
+/// worker through libcontainer's tenant builder.
 pub fn exec<E: WasmEngine>(
     zygote: &Zygote,
     preparer: &Preparer<E>,

@@ -32,21 +32,28 @@ pub use update::update;
 /// limited to 108 bytes even with 64-character CRI ids.
 pub const DEFAULT_STATE_ROOT: &str = "/run/wasmpod";
 
+/// libcontainer's state root for a containerd namespace.
 pub fn state_root(namespace: &str) -> PathBuf {
     Path::new(DEFAULT_STATE_ROOT).join(namespace)
 }
 
+/// Why a lifecycle verb on an existing container failed.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // the fields are what the messages show
 pub enum LifecycleError {
+    /// No such container in the state root.
     #[error("container {id} not found")]
     NotFound { id: String },
+    /// libcontainer failed.
     #[error("container {id}: {source}")]
     Libcontainer {
         id: String,
         source: Box<LibcontainerError>,
     },
+    /// A signal number the kernel does not know.
     #[error("container {id}: bad signal: {reason}")]
     Signal { id: String, reason: String },
+    /// The container's cgroup could not be read or changed.
     #[error("container {id} cgroup: {reason}")]
     Cgroup { id: String, reason: String },
     #[error("container {id} state: {reason}")]

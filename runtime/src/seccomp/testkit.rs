@@ -193,6 +193,17 @@ fn cases_for(fixture: &Path, dir: &Path) -> Vec<Case> {
             vec![fs]
         }
         HTTP_FIXTURE => vec![case(fixture, "serve", &[], 0, Stdout::Contains(""))],
+        // The demo app of `make load`; `daemon` runs until killed.
+        "wasi-demo-app.wasm" => vec![
+            case(fixture, "echo", &["echo", "a", "b"], 0, exact("a b\n")),
+            case(fixture, "exit", &["exit", "3"], 3, exact("")),
+            case(fixture, "sleep", &["sleep", "0.2"], 0, exact("slept 0.2\n")),
+            case(fixture, "cat", &["cat", &cat_path], 0, exact(CAT_TEXT)),
+        ],
+        // The custom host example's guest imports `wasmpod_demo::log`, which no engine of this
+        // crate provides; tests/e2e/cases/custom_host.rs runs it, under this profile, through
+        // the example's shim.
+        "custom-log.wat" => Vec::new(),
         other => panic!(
             "no guest_seccomp cases for the fixture {other}: add them in {}",
             file!()

@@ -22,18 +22,25 @@ pub use protocol::{CreateReply, CreateRequest, PreparedWorkload};
 
 use crate::engine::WasmEngine;
 
+/// A failure of the zygote or of the worker it forked for a container.
 #[derive(Debug, thiserror::Error)]
 pub enum ZygoteError {
+    /// The zygote could not be forked.
     #[error("starting zygote: {0}")]
     Spawn(nix::Error),
+    /// [`Zygote::spawn`] was called with more than one thread running.
     #[error("refusing to fork the zygote from a process with {0} threads")]
     Threaded(usize),
+    /// Talking to the zygote failed (it may have died).
     #[error("zygote request failed: {0}")]
     Io(nix::Error),
+    /// The zygote's reply made no sense.
     #[error("zygote protocol: {0}")]
     Protocol(String),
+    /// The worker ended without saying how the container's creation went.
     #[error("container worker exited without a reply (see the shim log)")]
     NoReply,
+    /// libcontainer could not create the container, in its words.
     #[error("{0}")]
     Create(String),
 }
@@ -82,6 +89,7 @@ impl Zygote {
         }
     }
 
+    /// The zygote's process id.
     pub fn pid(&self) -> Pid {
         self.pid
     }

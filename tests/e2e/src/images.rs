@@ -28,6 +28,7 @@ const WASM_FIXTURES: &[(&str, &str, u32)] = &[
     ),
     ("/http.component.wasm", "wasm/http.component.wasm", 0o755),
     ("/greet.wat", "wat/greet.wat", 0o644),
+    ("/custom-log.wat", "wat/custom-log.wat", 0o644),
     ("/bad/not-wasm.wasm", "bad/not-wasm.wasm", 0o755),
     ("/bad/truncated.wasm", "bad/truncated.wasm", 0o755),
     ("/bad/data.txt", "bad/data.txt", 0o644),

@@ -38,7 +38,7 @@ pub fn require_shim_in(dir: &Path, binary: &str) -> Result<PathBuf> {
     let path = dir.join(binary);
     if !is_executable(&path) {
         bail!(
-            "shim binary not found at {}: run `make build` (or `cargo build -p wasmpod-shim` \
+            "shim binary not found at {}: run `make build-debug` (or `cargo build --workspace --bins` \
              with the same CARGO_TARGET_DIR), or point WASMPOD_SHIM_DIR at its directory",
             path.display()
         );

@@ -27,6 +27,8 @@ mod cri_pod;
 mod cri_restart;
 #[path = "../cases/cri_support.rs"]
 mod cri_support;
+#[path = "../cases/custom_host.rs"]
+mod custom_host;
 #[path = "../cases/exec.rs"]
 mod exec;
 #[path = "../cases/grouping.rs"]
@@ -75,6 +77,8 @@ mod start_path;
 mod support;
 #[path = "../cases/wasm.rs"]
 mod wasm;
+#[path = "../cases/workflow.rs"]
+mod workflow;
 
 fn main() {
     let mut all = Vec::new();
@@ -107,5 +111,7 @@ fn main() {
     all.extend(hostile_exec::cases());
     all.extend(isolation_host::cases());
     all.extend(node_install::cases());
+    all.extend(custom_host::cases());
+    all.extend(workflow::cases());
     runner::main(all);
 }
