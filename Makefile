@@ -13,15 +13,23 @@ all: build
 deps:
 	tools/install-deps.sh
 
+# The wasmer engine and its shim are a workspace of their own, with their own lock file
+# (executors/wasmer/Cargo.toml says why); built into the same target directory.
+WASMER = --manifest-path executors/wasmer/Cargo.toml
+
 build: deps
 	$(CARGO) build --workspace --bins
+	$(CARGO) build $(WASMER) --bins
 
 lint:
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt $(WASMER) -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy $(WASMER) --all-targets -- -D warnings
 
 unit: build
 	$(CARGO) test --workspace --exclude wasmpod-e2e
+	$(CARGO) test $(WASMER)
 
 # WasmEdge (README, "WasmEdge"): libwasmedge is in no registry these machines reach, so by
 # default its adapter and shim are only type-checked; DOCS_RS=1 makes wasmedge-sys build without
@@ -80,7 +88,9 @@ demo: build
 # With WASMEDGE_DIR set, WasmEdge is measured too.
 bench: deps $(if $(WASMEDGE_DIR),wasmedge-lib)
 	tools/install-deps.sh --bench
-	$(CARGO) build --release -p wasmpod-shim $(if $(WASMEDGE_DIR),--features wasmedge)
+	$(CARGO) build --release -p wasmpod-wasmtime --bins
+	$(CARGO) build --release $(WASMER) --bins
+	$(if $(WASMEDGE_DIR),$(CARGO) build --release -p wasmpod-shim --features wasmedge --bins)
 	WASMPOD_SHIM_DIR=$(CARGO_TARGET_DIR)/release $(if $(WASMEDGE_DIR),$(WASMEDGE_RUN_ENV)) \
 		$(CARGO) run -q --release -p wasmpod-e2e --bin wasmpod-bench
 
