@@ -14,20 +14,28 @@ all: build
 deps:
 	tools/install-deps.sh
 
+# The wasmer engine and its shim are a workspace of their own, with their own lock file
+# (executors/wasmer/Cargo.toml says why); built into the same target directory.
+WASMER = --manifest-path executors/wasmer/Cargo.toml
+
 # Release shims (every engine's and the example's containerd-shim-customhost-v1) and tools
-# (wasmpod-image), for `make install` and `make load`.
+# (wasmpod-image, wasmpod-node), for `make install` and `make load`.
 build: deps
 	$(CARGO) build --release --workspace --bins
+	$(CARGO) build --release $(WASMER) --bins
 
 # The debug build that the tests, the demo and CI use (CI never builds a release).
 build-debug: deps
 	$(CARGO) build --workspace --bins
+	$(CARGO) build $(WASMER) --bins
 
 check: lint
 
 lint:
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt $(WASMER) -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy $(WASMER) --all-targets -- -D warnings
 
 # The library crates' API docs, warnings (e.g. a public item without docs) as errors.
 doc:
@@ -37,13 +45,13 @@ doc:
 # on path dependencies and the file list; verifying also compiles the packaged sources alone in
 # $(CARGO_TARGET_DIR)/package, which catches a file from outside the crate (the seccomp profiles
 # reach the runtime through symlinks in runtime/seccomp-profiles/ for that reason).
-# Verified: the runtime and the image tool (measured cold on the 2-core VM: 2.2 min, then
-# incremental). Packaged only: the wasmtime and WasmEdge adapters, whose verification is one
-# more cold build of wasmtime and cranelift (measured: 8 min for wasmpod-wasmtime, which
-# passed) for sources the workspace build already compiles. Left out until issue 14 removes
-# the workspace's [patch] of wasmer-compiler-cranelift (without it wasmer 7.4.2 and wasmtime 48
-# cannot share a lock file): wasmpod-wasmer, and wasmpod-shim, which links it.
-PUBLISH_VERIFIED = -p wasmpod-runtime -p wasmpod-oci-image
+# Verified: the runtime, the shim library (it links no engine) and the image tool (measured
+# cold on the 2-core VM: 2.2 min for the runtime and the image tool, then incremental).
+# Packaged only: the wasmtime and WasmEdge adapters, whose verification is one more cold build
+# of wasmtime and cranelift (measured: 8 min for wasmpod-wasmtime, which passed) for sources
+# the workspace build already compiles. Not published: the wasmer adapter, a workspace of its
+# own (executors/wasmer/Cargo.toml), and the example.
+PUBLISH_VERIFIED = -p wasmpod-runtime -p wasmpod-shim -p wasmpod-oci-image
 PUBLISH_PACKAGED = -p wasmpod-wasmtime -p wasmpod-wasmedge
 publish-check:
 	$(CARGO) publish --dry-run --allow-dirty $(PUBLISH_VERIFIED)
@@ -51,6 +59,7 @@ publish-check:
 
 unit: build-debug
 	$(CARGO) test --workspace --exclude wasmpod-e2e
+	$(CARGO) test $(WASMER)
 
 # WasmEdge (README, "WasmEdge"): libwasmedge is in no registry these machines reach, so by
 # default its adapter and shim are only type-checked; DOCS_RS=1 makes wasmedge-sys build without
@@ -109,7 +118,9 @@ demo: build-debug
 # With WASMEDGE_DIR set, WasmEdge is measured too.
 bench: deps $(if $(WASMEDGE_DIR),wasmedge-lib)
 	tools/install-deps.sh --bench
-	$(CARGO) build --release -p wasmpod-shim $(if $(WASMEDGE_DIR),--features wasmedge)
+	$(CARGO) build --release -p wasmpod-wasmtime --bins
+	$(CARGO) build --release $(WASMER) --bins
+	$(if $(WASMEDGE_DIR),$(CARGO) build --release -p wasmpod-shim --features wasmedge --bins)
 	WASMPOD_SHIM_DIR=$(CARGO_TARGET_DIR)/release $(if $(WASMEDGE_DIR),$(WASMEDGE_RUN_ENV)) \
 		$(CARGO) run -q --release -p wasmpod-e2e --bin wasmpod-bench
 
@@ -127,7 +138,7 @@ BIN_DIR = $(CARGO_TARGET_DIR)/$(PROFILE)
 PREFIX ?= /usr/local
 SHIMS = containerd-shim-wasmtime-v1 containerd-shim-wasmer-v1 containerd-shim-customhost-v1
 # Installed too when they were built: the WasmEdge shim (`make build-wasmedge`) and the node
-# daemon of the issue "Node mode", once it exists.
+# installer `wasmpod-node` (README, "Installing on a node").
 OPTIONAL_BINS = containerd-shim-wasmedge-v1 wasmpod-node
 
 install:

@@ -9,10 +9,19 @@
 //!
 //! # Example
 //!
-//! The body of `main` of `containerd-shim-wasmtime-v1` (`shim/src/bin/wasmtime.rs`), all of it:
+//! The body of `main` of `containerd-shim-wasmtime-v1`
+//! (`executors/wasmtime/src/bin/containerd-shim-wasmtime-v1.rs`), all of it:
+//!
+//! ```ignore
+//! wasmpod_shim::run::<wasmpod_wasmtime::Wasmtime>();
+//! ```
+//!
+//! (This crate links no engine; the binary lives with its engine.) The same for any engine:
 //!
 //! ```no_run
-//! wasmpod_shim::run::<wasmpod_wasmtime::Wasmtime>();
+//! fn main_of<E: wasmpod_runtime::WasmEngine>() {
+//!     wasmpod_shim::run::<E>();
+//! }
 //! ```
 //!
 //! A shim with host functions of its own: `wasmpod_wasmtime::HostFunctions` and

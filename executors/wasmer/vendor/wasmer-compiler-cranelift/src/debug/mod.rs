@@ -1,3 +1,0 @@
-mod address_map;
-
-pub use self::address_map::{ModuleInfoMemoryOffset, ModuleInfoVmctxInfo, ValueLabelsRanges};
