@@ -234,8 +234,7 @@ fn round_trip(shared: &Env, layout: Layout) -> Result<()> {
             exe.display(),
             installed_shim.display()
         );
-        pod.remove()?;
-        assert_pod_gone(&env, &pod, &[&sleeper])?;
+        remove_and_assert_gone(&env, &mut pod, &[&sleeper])?;
     }
 
     let removed = succeed(
