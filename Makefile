@@ -77,7 +77,7 @@ WASMEDGE_RUN_ENV = LD_LIBRARY_PATH=$(WASMEDGE_LIB_DIR)$${LD_LIBRARY_PATH:+:$$LD_
 # invalidates the other's artifacts.
 check-wasmedge: $(if $(WASMEDGE_DIR),deps wasmedge-lib)
 	$(if $(WASMEDGE_DIR),,DOCS_RS=1) $(CARGO) clippy --workspace --all-targets \
-		--features wasmpod-shim/wasmedge -- -D warnings
+		--features wasmpod-wasmedge/wasmedge -- -D warnings
 
 # What wasmedge-sys looks for under WASMEDGE_DIR, checked first so that a wrong directory is
 # named as such instead of failing deep in a build script.
@@ -91,7 +91,7 @@ wasmedge-lib:
 	$$(grep -h '^#define WASMEDGE_VERSION ' "$(WASMEDGE_DIR)/include/wasmedge/version.h" 2>/dev/null)" >&2; exit 1; }
 
 build-wasmedge: deps wasmedge-lib
-	$(CARGO) build -p wasmpod-shim --features wasmedge --bin containerd-shim-wasmedge-v1
+	$(CARGO) build -p wasmpod-wasmedge --features wasmedge --bin containerd-shim-wasmedge-v1
 
 unit-wasmedge: deps wasmedge-lib
 	$(WASMEDGE_RUN_ENV) $(CARGO) test -p wasmpod-wasmedge --features wasmedge
@@ -120,7 +120,7 @@ bench: deps $(if $(WASMEDGE_DIR),wasmedge-lib)
 	tools/install-deps.sh --bench
 	$(CARGO) build --release -p wasmpod-wasmtime --bins
 	$(CARGO) build --release $(WASMER) --bins
-	$(if $(WASMEDGE_DIR),$(CARGO) build --release -p wasmpod-shim --features wasmedge --bins)
+	$(if $(WASMEDGE_DIR),$(CARGO) build --release -p wasmpod-wasmedge --features wasmedge --bins)
 	WASMPOD_SHIM_DIR=$(CARGO_TARGET_DIR)/release $(if $(WASMEDGE_DIR),$(WASMEDGE_RUN_ENV)) \
 		$(CARGO) run -q --release -p wasmpod-e2e --bin wasmpod-bench
 

@@ -26,18 +26,17 @@ const DOCKERFILE: &str = "test/k8s/Dockerfile";
 const RUN_SH: &str = "test/k8s/run.sh";
 const COMMON_SH: &str = "test/k8s/common.sh";
 const BOOTSTRAP_SH: &str = "test/k3s/bootstrap.sh";
-/// The manifests with shim binaries: each engine's (the binary lives with its engine), the
-/// WasmEdge one (in the shim crate, behind a feature), and the example's (README, "Build your
-/// own shim").
+/// The manifests with shim binaries: each engine's (the binary lives with its engine) and the
+/// example's (README, "Build your own shim").
 const SHIM_CARGOS: &[&str] = &[
     "executors/wasmtime/Cargo.toml",
     "executors/wasmer/Cargo.toml",
-    "shim/Cargo.toml",
+    "executors/wasmedge/Cargo.toml",
     "examples/custom-host/Cargo.toml",
 ];
 /// How messages name [`SHIM_CARGOS`].
 const SHIM_CARGO: &str =
-    "the shim manifests (executors/*/Cargo.toml, shim/Cargo.toml, examples/custom-host/Cargo.toml)";
+    "the shim manifests (executors/*/Cargo.toml, examples/custom-host/Cargo.toml)";
 const TESTPROG_RS: &str = "tests/fixtures/wasm-src/src/bin/testprog.rs";
 /// The first line k3s's template must have, so that k3s's own config is kept.
 const K3S_BASE: &str = r#"{{ template "base" . }}"#;
