@@ -116,10 +116,9 @@ demo: build-debug
 
 # Release shim; compares against runc on the same containerd. Not a test.
 # With WASMEDGE_DIR set, WasmEdge is measured too.
-bench: deps $(if $(WASMEDGE_DIR),wasmedge-lib)
+# Reuses `make build`'s release binaries (the same feature set, so nothing is built twice).
+bench: build $(if $(WASMEDGE_DIR),wasmedge-lib)
 	tools/install-deps.sh --bench
-	$(CARGO) build --release -p wasmpod-wasmtime --bins
-	$(CARGO) build --release $(WASMER) --bins
 	$(if $(WASMEDGE_DIR),$(CARGO) build --release -p wasmpod-wasmedge --features wasmedge --bins)
 	WASMPOD_SHIM_DIR=$(CARGO_TARGET_DIR)/release $(if $(WASMEDGE_DIR),$(WASMEDGE_RUN_ENV)) \
 		$(CARGO) run -q --release -p wasmpod-e2e --bin wasmpod-bench
