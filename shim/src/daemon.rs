@@ -110,15 +110,7 @@ fn reap_children(root: &Path, tasks: &Tasks, execs: &Execs, events: &Events) {
             }
         };
         match execs.record_exit(pid.as_raw(), code, tasks) {
-            Exited::Task(task) => {
-                tracing::info!(id = %task.id, pid = pid.as_raw(), code, "container exited");
-                // Before TaskExit, so CRI has the reason when it records the exit.
-                if let Some(cause) = oom::out_of_memory_cause(root, &task) {
-                    tracing::info!(id = %task.id, cause, "container ended out of memory");
-                    events.oom(&task);
-                }
-                events.exited(&task);
-            }
+            Exited::Task(task) => publish_exit(root, &task, events),
             Exited::Exec(exec) => {
                 tracing::info!(id = %exec.id, exec_id = %exec.exec_id, code, "exec exited");
                 events.exec_exited(&exec);
@@ -126,6 +118,18 @@ fn reap_children(root: &Path, tasks: &Tasks, execs: &Execs, events: &Events) {
             Exited::Unknown => {}
         }
     }
+}
+
+/// Publishes a container's end: TaskOOM first when it ran out of memory (so CRI has the
+/// reason when it records the exit), then TaskExit.
+pub(crate) fn publish_exit(root: &Path, task: &crate::tasks::Task, events: &Events) {
+    let code = task.exit.as_ref().map(|e| e.code);
+    tracing::info!(id = %task.id, pid = task.pid, code, "container exited");
+    if let Some(cause) = oom::out_of_memory_cause(root, task) {
+        tracing::info!(id = %task.id, cause, "container ended out of memory");
+        events.oom(task);
+    }
+    events.exited(task);
 }
 
 fn spawn_signal_thread(

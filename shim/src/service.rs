@@ -223,9 +223,17 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
             return self.exec_start(&req.id, &req.exec_id);
         }
         let task = self.task(&req.id, &req.exec_id)?;
-        container::start(&self.root, &req.id).map_err(lifecycle_error)?;
-        self.tasks.set_running(&req.id);
-        self.events.started(&task);
+        // TaskStart goes out before TaskExit, however soon the guest ends.
+        self.tasks.begin_start(&req.id);
+        let started = container::start(&self.root, &req.id).map_err(lifecycle_error);
+        if started.is_ok() {
+            self.tasks.set_running(&req.id);
+            self.events.started(&task);
+        }
+        if let Some(exited) = self.tasks.finish_start(&req.id) {
+            crate::daemon::publish_exit(&self.root, &exited, &self.events);
+        }
+        started?;
         Ok(api::StartResponse {
             pid: task.pid as u32,
             ..Default::default()

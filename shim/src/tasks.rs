@@ -38,6 +38,9 @@ const MAX_UNCLAIMED: usize = 1024;
 struct Inner {
     tasks: HashMap<String, Task>,
     unclaimed: Vec<(i32, Exit)>,
+    /// Tasks between [`Tasks::begin_start`] and [`Tasks::finish_start`] (their TaskExit waits
+    /// for their TaskStart), and whether an exit was held back meanwhile.
+    starting: HashMap<String, bool>,
 }
 
 #[derive(Default)]
@@ -100,28 +103,55 @@ impl Tasks {
         Some(task.clone())
     }
 
-    /// Records the exit of `pid`; returns the task it belonged to.
+    /// Marks task `id` as being started. A guest may exit as soon as it is released, before
+    /// its starter has published TaskStart; until [`Tasks::finish_start`], its exit is recorded
+    /// but [`Tasks::record_exit`] leaves the TaskExit to the starter.
+    pub fn begin_start(&self, id: &str) {
+        self.lock().starting.insert(id.to_string(), false);
+    }
+
+    /// Ends the start of `id`; returns the task when it exited meanwhile: its TaskExit, held
+    /// back by [`Tasks::record_exit`], is now the caller's to publish (after TaskStart).
+    pub fn finish_start(&self, id: &str) -> Option<Task> {
+        let mut inner = self.lock();
+        let held_back = inner.starting.remove(id).unwrap_or(false);
+        held_back.then(|| inner.tasks.get(id).cloned()).flatten()
+    }
+
+    /// Records the exit of `pid`; returns the task it belonged to, whose TaskExit the caller
+    /// publishes. `None` for a pid of no task, and for a task being started (see
+    /// [`Tasks::begin_start`]).
     pub fn record_exit(&self, pid: i32, code: i32) -> Option<Task> {
         let exit = Exit {
             code: code as u32,
             at: SystemTime::now(),
         };
         let mut inner = self.lock();
-        let found = inner
-            .tasks
+        let Inner {
+            tasks,
+            unclaimed,
+            starting,
+        } = &mut *inner;
+        let found = tasks
             .values_mut()
             .find(|t| t.pid == pid && t.exit.is_none());
         let result = match found {
             Some(task) => {
                 task.status = Status::STOPPED;
                 task.exit = Some(exit);
-                Some(task.clone())
+                match starting.get_mut(&task.id) {
+                    Some(held_back) => {
+                        *held_back = true;
+                        None
+                    }
+                    None => Some(task.clone()),
+                }
             }
             None => {
-                if inner.unclaimed.len() >= MAX_UNCLAIMED {
-                    inner.unclaimed.remove(0);
+                if unclaimed.len() >= MAX_UNCLAIMED {
+                    unclaimed.remove(0);
                 }
-                inner.unclaimed.push((pid, exit));
+                unclaimed.push((pid, exit));
                 None
             }
         };
@@ -154,6 +184,40 @@ impl Tasks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exit_during_start_is_left_to_the_starter() {
+        let tasks = Tasks::default();
+        tasks.insert(task("quick", 41));
+        tasks.begin_start("quick");
+        assert!(
+            tasks.record_exit(41, 0).is_none(),
+            "TaskExit before TaskStart"
+        );
+        assert!(
+            tasks.take_unclaimed(41).is_none(),
+            "a task's exit is not unclaimed"
+        );
+        let exited = tasks
+            .finish_start("quick")
+            .expect("the exit, for the starter");
+        assert_eq!(exited.exit.map(|e| e.code), Some(0));
+        assert_eq!(exited.status, Status::STOPPED);
+
+        tasks.insert(task("slow", 42));
+        tasks.begin_start("slow");
+        assert!(tasks.finish_start("slow").is_none());
+        assert!(
+            tasks.record_exit(42, 3).is_some(),
+            "after the start, the reaper publishes"
+        );
+
+        // Dead before its start: the reaper published its exit, the starter must not again.
+        tasks.insert(task("dead", 43));
+        assert!(tasks.record_exit(43, 137).is_some());
+        tasks.begin_start("dead");
+        assert!(tasks.finish_start("dead").is_none());
+    }
 
     fn task(id: &str, pid: i32) -> Task {
         Task {

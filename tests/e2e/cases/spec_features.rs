@@ -10,7 +10,11 @@ use wasmpod_e2e::{cases, Case, Env};
 use crate::support::{kill_and_delete, run_detached, task_ls_pid, wait_status, Cleanup};
 
 pub fn cases() -> Vec<Case> {
-    cases![task_events_published, seccomp_from_spec_and_guest_profile]
+    cases![
+        task_events_published,
+        task_start_precedes_exit_for_guests_that_end_at_once,
+        seccomp_from_spec_and_guest_profile
+    ]
 }
 
 /// TaskCreate, TaskStart, TaskExit (with the exit status) and TaskDelete reach containerd.
@@ -50,7 +54,62 @@ fn task_events_published(env: &Env) -> Result<()> {
             .any(|l| l.contains("/tasks/exit ") && l.contains("\"exit_status\":3")),
         "TaskExit lacks exit_status 3: {ours:#?}"
     );
+    ensure_lifecycle_order(&id, &ours)?;
     env.assert_no_leaks(&id)
+}
+
+/// The task topics in the order a container goes through them.
+const LIFECYCLE: [&str; 4] = [
+    "/tasks/create ",
+    "/tasks/start ",
+    "/tasks/exit ",
+    "/tasks/delete ",
+];
+
+/// Fails unless each of [`LIFECYCLE`]'s events of `id` comes once, in that order.
+fn ensure_lifecycle_order(id: &str, events: &[&str]) -> Result<()> {
+    let seen: Vec<&str> = events
+        .iter()
+        .filter_map(|l| LIFECYCLE.iter().copied().find(|t| l.contains(t)))
+        .collect();
+    ensure!(
+        seen == LIFECYCLE,
+        "{id}: task events came as {seen:?}, want {LIFECYCLE:?}"
+    );
+    Ok(())
+}
+
+/// Guests that end the moment they are released (wasm and native): TaskStart is still
+/// published before TaskExit, as containerd and CRI expect, and each event comes once.
+fn task_start_precedes_exit_for_guests_that_end_at_once(env: &Env) -> Result<()> {
+    env.require_shim()?;
+    let (wasm, busybox) = (env.wasm_image()?, env.busybox_image()?);
+    let mut events = env.ctr().spawn(&["events"], false)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        let (image, args): (&str, &[&str]) = if n % 2 == 0 {
+            (wasm, &["/testprog.wasm", "exit", "0"])
+        } else {
+            (busybox, &["true"])
+        };
+        let id = env.unique_id("quick");
+        env.ctr().run_rm(&env.runtime(), image, &id, args)?.ok()?;
+        ids.push(id);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    events.kill();
+    let out = events.wait(Duration::from_secs(5))?;
+    for id in &ids {
+        let ours: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|l| l.contains(&format!("\"container_id\":\"{id}\"")))
+            .collect();
+        ensure_lifecycle_order(id, &ours)?;
+        env.assert_no_leaks(id)?;
+    }
+    Ok(())
 }
 
 fn seccomp_lines(status: &str) -> Vec<&str> {
