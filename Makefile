@@ -109,7 +109,8 @@ e2e: build-debug $(if $(filter wasmedge,$(E2E_ENGINES)),build-wasmedge)
 			$(CARGO) test -p wasmpod-e2e --test e2e; \
 	done
 
-test: lint doc publish-check check-wasmedge unit $(if $(WASMEDGE_DIR),unit-wasmedge) e2e
+# deps first: lint, doc and publish-check already build crates that need protoc and libseccomp.
+test: deps lint doc publish-check check-wasmedge unit $(if $(WASMEDGE_DIR),unit-wasmedge) e2e
 
 demo: build-debug
 	WASMPOD_SHIM_DIR=$(CARGO_TARGET_DIR)/debug $(CARGO) run -q -p wasmpod-e2e --bin wasmpod-demo
