@@ -229,18 +229,12 @@ impl PodTrace {
 
 /// Pids of the RUNNING tasks of CRI's namespace, by task id.
 fn running_tasks(env: &Env) -> Result<BTreeMap<String, u32>> {
-    let out = env.cri_ctr().run(&["task", "ls"])?.ok()?;
-    Ok(out
-        .stdout
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            match cols.as_slice() {
-                [id, pid, "RUNNING", ..] => Some((id.to_string(), pid.parse().ok()?)),
-                _ => None,
-            }
-        })
+    Ok(env
+        .cri_ctr()
+        .task_rows()?
+        .into_iter()
+        .filter(|row| row.status == "RUNNING")
+        .filter_map(|row| Some((row.id, row.pid?)))
         .collect())
 }
 

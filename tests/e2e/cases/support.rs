@@ -187,12 +187,9 @@ pub(crate) fn task_ls_pid(env: &Env, id: &str) -> Result<u32> {
 
 /// The PID column of `ctr task ls` for task `id`, in `ctr`'s namespace.
 pub(crate) fn task_pid(ctr: &Ctr, id: &str) -> Result<u32> {
-    let out = ctr.run(&["task", "ls"])?.ok()?;
-    let pid = out.stdout.lines().skip(1).find_map(|line| {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        (cols.first() == Some(&id)).then(|| cols.get(1).and_then(|p| p.parse().ok()))?
-    });
-    pid.with_context(|| format!("no pid for task {id} in {out}"))
+    let rows = ctr.task_rows()?;
+    let pid = rows.iter().find(|row| row.id == id).and_then(|row| row.pid);
+    pid.with_context(|| format!("no pid for task {id} in `ctr task ls`: {rows:?}"))
 }
 
 /// SIGKILL, wait until the task can be deleted, delete it and the container.

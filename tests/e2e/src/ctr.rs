@@ -204,14 +204,32 @@ impl Ctr {
         self.run(&["task", "delete", id])
     }
 
+    /// The rows of `ctr task ls` (TASK, PID, STATUS), in its order.
+    pub fn task_rows(&self) -> Result<Vec<TaskRow>> {
+        let out = self.run(&["task", "ls"])?.ok()?;
+        Ok(out
+            .stdout
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                let cols: Vec<&str> = line.split_whitespace().collect();
+                Some(TaskRow {
+                    id: cols.first()?.to_string(),
+                    pid: cols.get(1).and_then(|p| p.parse().ok()),
+                    status: cols.last().unwrap_or(&"").to_string(),
+                })
+            })
+            .collect())
+    }
+
     /// The STATUS column of `ctr task ls` for task `id` (e.g. `RUNNING`, `STOPPED`), or
     /// `None` when there is no such task.
     pub fn task_status(&self, id: &str) -> Result<Option<String>> {
-        let out = self.run(&["task", "ls"])?.ok()?;
-        Ok(out.stdout.lines().skip(1).find_map(|line| {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            (cols.first() == Some(&id)).then(|| cols.last().unwrap_or(&"").to_string())
-        }))
+        Ok(self
+            .task_rows()?
+            .into_iter()
+            .find(|row| row.id == id)
+            .map(|row| row.status))
     }
 
     /// The ids printed by `ctr task ls -q` (fails when ctr fails).
@@ -243,4 +261,14 @@ impl Ctr {
         all.extend_from_slice(args);
         all
     }
+}
+
+/// One row of `ctr task ls`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRow {
+    pub id: String,
+    /// `None` when the PID column is not a number.
+    pub pid: Option<u32>,
+    /// e.g. `RUNNING`, `STOPPED`, `PAUSED`.
+    pub status: String,
 }
