@@ -2,11 +2,9 @@
 //! reason that goes to the log. Order: a wasm layer of the container's image (read by the shim,
 //! an [`ImageModule`]), then annotations and the content of `args[0]` in the rootfs.
 
-use std::path::Path;
-
 use oci_spec::runtime::Spec;
 
-use crate::resolve::{find_program, Program, ResolveError};
+use crate::resolve::{find_program, Program, ResolveError, View};
 use crate::spec;
 
 const WASM_MAGIC: &[u8] = b"\0asm";
@@ -130,12 +128,12 @@ fn hex_head(bytes: &[u8]) -> String {
         .join(" ")
 }
 
-/// Classifies the spec's args[0] inside `rootfs` (annotations, then the file's content).
-pub(crate) fn detect(spec: &Spec, rootfs: &Path) -> Result<Decision<'static>, DetectError> {
+/// Classifies the spec's args[0] as the container sees it (annotations, then the file's content).
+pub(crate) fn detect(spec: &Spec, view: &View) -> Result<Decision<'static>, DetectError> {
     let arg0 = spec::args(spec).first().map(String::as_str).unwrap_or("");
     let (path, func) = spec::split_entry(arg0);
     let path_var = spec::env_var(spec, "PATH").unwrap_or(DEFAULT_PATH);
-    let program = find_program(rootfs, path, path_var)?;
+    let program = find_program(view, path, path_var)?;
 
     let (wanted, why) = match hint(spec) {
         Hint::Wasm(a) => (Some(true), a),
@@ -293,7 +291,7 @@ mod tests {
 
     fn decide(args: &[&str], ann: &[(&str, &str)]) -> Result<Decision<'static>, DetectError> {
         let root = rootfs();
-        detect(&spec_with(args, ann), root.path())
+        detect(&spec_with(args, ann), &View::rootfs(root.path()))
     }
 
     #[test]

@@ -1,21 +1,30 @@
-//! Finding a container's program inside its rootfs, as the container will see it, and opening
-//! it safely from the host.
+//! Finding a container's program in the container's own view (its rootfs and volumes, a
+//! [`View`]), and opening it safely from the host.
 //!
-//! The rootfs belongs to the tenant, so every path is opened `O_PATH | O_NOFOLLOW` under
-//! `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`: `..` and absolute symlinks (busybox's
-//! applet links, for example) resolve inside the rootfs and never reach the host, and nothing
-//! is opened for reading (a FIFO would block, a device would act) before `fstat` says it is a
+//! The rootfs and volumes belong to the tenant, so a path is walked one component at a time,
+//! each opened `O_PATH | O_NOFOLLOW` under `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS)`
+//! and symlinks followed by hand: `..` and absolute symlinks (busybox's applet links, for
+//! example) resolve inside the container's view and never reach the host, and nothing is
+//! opened for reading (a FIFO would block, a device would act) before `fstat` says it is a
 //! regular file of acceptable size. Only then is it reopened for reading through
 //! `/proc/self/fd/N`, which reaches the very inode that was checked.
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use nix::fcntl::{openat2, readlinkat, OFlag, OpenHow, ResolveFlag};
+use std::collections::VecDeque;
+
+use nix::fcntl::{readlinkat, OFlag};
 use nix::sys::stat::{fstat, Mode, SFlag};
+use nix::sys::statfs::{fstatfs, PROC_SUPER_MAGIC, SYSFS_MAGIC};
+
+mod view;
+
+use view::Opened;
+pub use view::View;
 
 /// Environment variable of the shim: the largest program file it reads from a rootfs.
 pub const MAX_MODULE_BYTES_ENV: &str = "WASMPOD_MAX_MODULE_BYTES";
@@ -174,29 +183,21 @@ impl Program {
 /// file, a symlink loop); a PATH search skips what cannot be run and reports the
 /// first such candidate only when nothing runnable was found.
 pub(crate) fn find_program(
-    rootfs: &Path,
+    view: &View,
     arg0: &str,
     path_var: &str,
 ) -> Result<Program, ResolveError> {
-    let root = nix::fcntl::open(
-        rootfs,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|source| ResolveError::Rootfs {
-        path: rootfs.to_path_buf(),
+    view.open_root().map_err(|source| ResolveError::Rootfs {
+        path: view.root().to_path_buf(),
         source,
     })?;
-    // SAFETY: `root` was just returned by a successful open and is owned by no one else.
-    let root = unsafe { OwnedFd::from_raw_fd(root) };
-
     let not_found = || ResolveError::NotFound {
         arg0: arg0.to_string(),
-        rootfs: rootfs.to_path_buf(),
+        rootfs: view.root().to_path_buf(),
         path_var: path_var.to_string(),
     };
     if arg0.contains('/') {
-        return open_program(&root, &absolute(arg0))?.ok_or_else(not_found);
+        return open_program(view, &absolute(arg0))?.ok_or_else(not_found);
     }
     if arg0.is_empty() {
         return Err(not_found());
@@ -204,7 +205,7 @@ pub(crate) fn find_program(
     let mut first_refusal = None;
     for dir in path_var.split(':').filter(|d| !d.is_empty()) {
         let candidate = absolute(&format!("{}/{arg0}", dir.trim_end_matches('/')));
-        match open_program(&root, &candidate) {
+        match open_program(view, &candidate) {
             Ok(Some(program)) => return Ok(program),
             Ok(None) => {}
             Err(e) => {
@@ -223,47 +224,21 @@ fn absolute(path: &str) -> String {
     }
 }
 
-/// Opens `path` (absolute, inside `root`) as a checked [`Program`]; `None` when it does not exist.
-fn open_program(root: &OwnedFd, path: &str) -> Result<Option<Program>, ResolveError> {
+/// Opens `path` (absolute, inside the container) as a checked [`Program`]; `None` when it does
+/// not exist.
+fn open_program(view: &View, path: &str) -> Result<Option<Program>, ResolveError> {
     let io = |source: nix::Error| ResolveError::Io {
         path: path.to_string(),
         source: source.into(),
     };
-    let mut current = path.to_string();
-    let mut hops = 0;
-    let (fd, stat) = loop {
-        let fd = match open_path(root, &current) {
-            Ok(fd) => fd,
-            Err(nix::Error::ENOENT | nix::Error::ENOTDIR) => return Ok(None),
-            Err(nix::Error::ELOOP) => {
-                return Err(ResolveError::Eloop {
-                    path: path.to_string(),
-                })
-            }
-            Err(e) => return Err(io(e)),
-        };
-        let stat = fstat(fd.as_raw_fd()).map_err(io)?;
-        if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFLNK {
-            break (fd, stat);
-        }
-        hops += 1;
-        if hops > MAX_SYMLINK_HOPS {
-            return Err(ResolveError::SymlinkLoop {
-                path: path.to_string(),
-            });
-        }
-        // An empty path reads the link an O_PATH descriptor refers to.
-        let target = readlinkat(Some(fd.as_raw_fd()), "").map_err(io)?;
-        let target = target.to_string_lossy();
-        current = if target.starts_with('/') {
-            target.into_owned()
-        } else {
-            // Relative to the link's directory; the kernel resolves `..` and intermediate
-            // links of the joined path inside the root, as it would have for the link itself.
-            let dir = current.rsplit_once('/').map_or("", |(dir, _)| dir);
-            format!("{dir}/{target}")
-        };
+    let not_regular = |kind| ResolveError::NotRegular {
+        path: path.to_string(),
+        kind,
     };
+    let Some(fd) = walk(view, path)? else {
+        return Ok(None);
+    };
+    let stat = fstat(fd.as_raw_fd()).map_err(io)?;
     let kind = match SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT {
         SFlag::S_IFREG => None,
         SFlag::S_IFIFO => Some("FIFO"),
@@ -274,10 +249,12 @@ fn open_program(root: &OwnedFd, path: &str) -> Result<Option<Program>, ResolveEr
         _ => Some("special file"),
     };
     if let Some(kind) = kind {
-        return Err(ResolveError::NotRegular {
-            path: path.to_string(),
-            kind,
-        });
+        return Err(not_regular(kind));
+    }
+    // A running container's /proc and /sys are real: their files act when read (and may block).
+    let fs = fstatfs(&fd).map_err(io)?.filesystem_type();
+    if [PROC_SUPER_MAGIC, SYSFS_MAGIC].contains(&fs) {
+        return Err(not_regular("file of /proc or /sys"));
     }
     let size = u64::try_from(stat.st_size).unwrap_or(0);
     let file = reopen_for_reading(&fd).map_err(io)?;
@@ -297,14 +274,95 @@ fn open_program(root: &OwnedFd, path: &str) -> Result<Option<Program>, ResolveEr
     }))
 }
 
-/// `O_PATH | O_NOFOLLOW` of `path` inside `root`: nothing is read and no device or FIFO acts.
-fn open_path(root: &OwnedFd, path: &str) -> nix::Result<OwnedFd> {
-    let how = OpenHow::new()
-        .flags(OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let fd = openat2(root.as_raw_fd(), path, how)?;
-    // SAFETY: `fd` was just returned by a successful open and is owned by no one else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+/// Walks `path` one component at a time through `view`, following symbolic links as the
+/// container's kernel would (an absolute target starts again at the container's root, which
+/// may lead onto a volume), and returns the final inode's `O_PATH` descriptor, `None` when
+/// nothing is there. Nothing is ever followed outside the container's view.
+fn walk(view: &View, path: &str) -> Result<Option<OwnedFd>, ResolveError> {
+    let mut todo: VecDeque<String> = split(path).collect();
+    let mut resolved: Vec<String> = Vec::new();
+    let mut hops = 0;
+    let mut last = None;
+    while let Some(name) = todo.pop_front() {
+        match name.as_str() {
+            "." => continue,
+            ".." => {
+                resolved.pop();
+                last = None;
+                continue;
+            }
+            _ => resolved.push(name),
+        }
+        let fd = match view.open(&resolved) {
+            Ok(Opened::Fd(fd)) => fd,
+            Ok(Opened::EmptyMountPoint) if todo.is_empty() => {
+                return Err(ResolveError::NotRegular {
+                    path: path.to_string(),
+                    kind: "directory",
+                })
+            }
+            Ok(Opened::EmptyMountPoint) => return Ok(None),
+            Err(nix::Error::ENOENT | nix::Error::ENOTDIR) => return Ok(None),
+            Err(nix::Error::ELOOP) => {
+                return Err(ResolveError::Eloop {
+                    path: path.to_string(),
+                })
+            }
+            Err(source) => {
+                return Err(ResolveError::Io {
+                    path: path.to_string(),
+                    source: source.into(),
+                })
+            }
+        };
+        let stat = fstat(fd.as_raw_fd()).map_err(|source| ResolveError::Io {
+            path: path.to_string(),
+            source: source.into(),
+        })?;
+        if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFLNK {
+            last = Some(fd);
+            continue;
+        }
+        hops += 1;
+        if hops > MAX_SYMLINK_HOPS {
+            return Err(ResolveError::SymlinkLoop {
+                path: path.to_string(),
+            });
+        }
+        // An empty path reads the link an O_PATH descriptor refers to.
+        let target = readlinkat(Some(fd.as_raw_fd()), "").map_err(|source| ResolveError::Io {
+            path: path.to_string(),
+            source: source.into(),
+        })?;
+        let target = target.to_string_lossy();
+        resolved.pop();
+        if target.starts_with('/') {
+            resolved.clear();
+        }
+        for name in split(&target).rev() {
+            todo.push_front(name);
+        }
+        last = None;
+    }
+    match last {
+        Some(fd) => Ok(Some(fd)),
+        // The path named the root itself, or ended in `..`/a link to a directory: open what
+        // it resolved to (a directory, refused by the caller).
+        None => match view.open(&resolved) {
+            Ok(Opened::Fd(fd)) => Ok(Some(fd)),
+            Ok(Opened::EmptyMountPoint) => Err(ResolveError::NotRegular {
+                path: path.to_string(),
+                kind: "directory",
+            }),
+            Err(_) => Ok(None),
+        },
+    }
+}
+
+fn split(path: &str) -> impl DoubleEndedIterator<Item = String> + '_ {
+    path.split('/')
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
 }
 
 /// A readable descriptor of the inode an `O_PATH` descriptor refers to.

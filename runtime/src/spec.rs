@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{Spec, SpecBuilder};
 
+mod cgroup_v1;
+
 /// A bundle's spec that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[allow(missing_docs)] // the fields are what the messages show
@@ -169,7 +171,8 @@ fn oom_score_adj_allowed(value: i32) -> bool {
 }
 
 /// Writes the spec libcontainer will use to `<dir>/config.json`: root made absolute so the
-/// bundle can live elsewhere, and an `oomScoreAdj` this host refuses dropped with a warning.
+/// bundle can live elsewhere, an `oomScoreAdj` this host refuses dropped with a warning, and
+/// a v1 `cgroup` mount spelled out where libcontainer cannot make it (`cgroup_v1`).
 /// Returns the directory, to be used as libcontainer's bundle.
 pub fn write_effective(spec: &Spec, bundle: &Path, dir: &Path) -> Result<PathBuf, SpecError> {
     let mut spec = spec.clone();
@@ -189,6 +192,8 @@ pub fn write_effective(spec: &Spec, bundle: &Path, dir: &Path) -> Result<PathBuf
         }
         spec.set_process(Some(process));
     }
+
+    cgroup_v1::spell_out_for_joined_pid_namespace(&mut spec);
 
     fs::create_dir_all(dir).map_err(|source| SpecError::Write {
         path: dir.to_path_buf(),

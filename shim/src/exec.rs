@@ -10,6 +10,7 @@ use containerd_shim::TtrpcResult;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use wasmpod_runtime::container::{self, ExecOptions};
+use wasmpod_runtime::resolve::View;
 use wasmpod_runtime::WasmEngine;
 
 use crate::events::{exit_fields, timestamp};
@@ -24,6 +25,22 @@ impl<E: WasmEngine> Service<E> {
         self.execs
             .get(id, exec_id)
             .ok_or_else(|| not_found(&format!("{id}/{exec_id}")))
+    }
+
+    /// The running container as its init sees it. The root is opened first and the task
+    /// checked after: until the shim reaps the init its pid cannot name another process.
+    fn container_view(&self, id: &str, pid: i32) -> Result<View, ttrpc::Error> {
+        let not_running = || {
+            error(
+                Code::FAILED_PRECONDITION,
+                format!("container {id} is not running"),
+            )
+        };
+        let view = View::of_process(pid).map_err(|_| not_running())?;
+        match self.tasks.get(id) {
+            Some(task) if task.status == Status::RUNNING && task.exit.is_none() => Ok(view),
+            _ => Err(not_running()),
+        }
     }
 
     pub(crate) fn exec_add(&self, req: api::ExecProcessRequest) -> TtrpcResult<Empty> {
@@ -64,11 +81,13 @@ impl<E: WasmEngine> Service<E> {
     pub(crate) fn exec_start(&self, id: &str, exec_id: &str) -> TtrpcResult<api::StartResponse> {
         let exec = self.exec_process(id, exec_id)?;
         let task = self.tasks.get(id).ok_or_else(|| not_found(id))?;
+        let view = self.container_view(id, task.pid)?;
         let opts = ExecOptions {
             id,
             exec_id,
             bundle: Path::new(&task.bundle),
             root: &self.root,
+            view: &view,
             process_json: &exec.spec,
             stdin: opt_path(&exec.stdin),
             stdout: opt_path(&exec.stdout),

@@ -11,6 +11,7 @@ use crate::detect::{
 };
 use crate::engine::{EngineError, WasmEngine};
 use crate::mount::{mount_rootfs, unmount_all, MountError, RootfsMount};
+use crate::resolve::View;
 use crate::spec::{self, SpecError};
 use crate::zygote::{CreateRequest, PreparedWorkload, Zygote, ZygoteError};
 
@@ -136,7 +137,7 @@ fn create_on_rootfs<E: WasmEngine>(
 ) -> Result<Created, CreateError> {
     let decision = match opts.image_module {
         Some(module) => from_image(spec, module)?,
-        None => detect(spec, rootfs)?,
+        None => detect(spec, &View::of_spec(spec, rootfs))?,
     };
     tracing::info!(id = opts.id, reason = %decision.reason, "workload decision");
     let prepared = prepare(preparer, opts.id, decision.workload)?;

@@ -1,6 +1,6 @@
 //! Exec: an extra process in a running container, as `ctr task exec` and CRI ExecSync ask. The
 //! process goes through the same detection as the container's own (a native binary or a wasm
-//! module inside the container's rootfs) and is started by libcontainer's tenant builder in a
+//! module, found in the running container's own view: rootfs and volumes) and is started by libcontainer's tenant builder in a
 //! zygote worker, in the container's namespaces and cgroup.
 
 use std::path::{Path, PathBuf};
@@ -12,6 +12,7 @@ use super::create::{
 };
 use crate::detect::detect;
 use crate::engine::WasmEngine;
+use crate::resolve::View;
 use crate::spec::{self, SpecError};
 use crate::zygote::{CreateRequest, Zygote};
 
@@ -25,6 +26,9 @@ pub struct ExecOptions<'a> {
     pub bundle: &'a Path,
     /// libcontainer's state root.
     pub root: &'a Path,
+    /// The container as its init process sees it ([`View::of_process`]): the program is
+    /// looked up there, volumes included.
+    pub view: &'a View,
     /// The OCI process, as JSON (containerd's `ExecProcessRequest.spec`).
     pub process_json: &'a [u8],
     /// containerd's stdin FIFO, if any.
@@ -49,7 +53,7 @@ pub fn exec<E: WasmEngine>(
     spec.set_process(Some(process.clone()));
     spec::validate(&spec)?;
     let rootfs = spec::rootfs(&spec, opts.bundle);
-    let decision = detect(&spec, &rootfs)?;
+    let decision = detect(&spec, opts.view)?;
     tracing::info!(id = opts.id, exec_id = opts.exec_id, reason = %decision.reason, "exec decision");
     let prepared = prepare(preparer, opts.id, decision.workload)?;
 

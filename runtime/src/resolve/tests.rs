@@ -1,6 +1,7 @@
 use super::*;
 use std::io::Read;
 use std::os::unix::fs::symlink;
+use std::path::Path;
 
 fn rootfs() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -23,7 +24,7 @@ fn rootfs() -> tempfile::TempDir {
 }
 
 fn find(root: &tempfile::TempDir, arg0: &str) -> Result<Program, ResolveError> {
-    find_program(root.path(), arg0, "/usr/bin:/bin")
+    find_program(&View::rootfs(root.path()), arg0, "/usr/bin:/bin")
 }
 
 fn refused(root: &tempfile::TempDir, arg0: &str) -> String {
@@ -146,7 +147,7 @@ fn reads_are_positioned_and_bounded_by_the_checked_size() {
 #[test]
 fn missing_program_names_path_searched() {
     let root = rootfs();
-    let err = find_program(root.path(), "nope", "/bin")
+    let err = find_program(&View::rootfs(root.path()), "nope", "/bin")
         .unwrap_err()
         .to_string();
     assert!(
@@ -167,4 +168,117 @@ fn the_limit_comes_from_the_environment_or_defaults() {
             "{bad}"
         );
     }
+}
+
+/// A spec whose mounts are `(destination, type, source)`.
+fn spec_with_mounts(mounts: &[(&str, &str, &Path)]) -> oci_spec::runtime::Spec {
+    let mounts = mounts
+        .iter()
+        .map(|(dest, typ, source)| {
+            oci_spec::runtime::MountBuilder::default()
+                .destination(*dest)
+                .typ(*typ)
+                .source(*source)
+                .options(vec!["rbind".to_string(), "ro".to_string()])
+                .build()
+                .unwrap()
+        })
+        .collect::<Vec<_>>();
+    let mut spec = oci_spec::runtime::Spec::default();
+    spec.set_mounts(Some(mounts));
+    spec
+}
+
+fn volume() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.wasm"), b"\0asm\x01\0\0\0volume").unwrap();
+    std::fs::create_dir(dir.path().join("nested")).unwrap();
+    symlink("/vol/app.wasm", dir.path().join("nested/abs")).unwrap();
+    symlink("../../../../app.wasm", dir.path().join("nested/up")).unwrap();
+    dir
+}
+
+#[test]
+fn programs_on_volumes_are_found_where_the_container_sees_them() {
+    let root = rootfs();
+    let vol = volume();
+    symlink("/vol/app.wasm", root.path().join("bin/linked.wasm")).unwrap();
+    let view = View::of_spec(
+        &spec_with_mounts(&[("/vol", "bind", vol.path())]),
+        root.path(),
+    );
+    let read = |arg0: &str| {
+        let p = find_program(&view, arg0, "/bin").unwrap_or_else(|e| panic!("{arg0}: {e}"));
+        p.head(14).unwrap()
+    };
+    assert_eq!(read("/vol/app.wasm"), b"\0asm\x01\0\0\0volume");
+    // An absolute link in the volume starts again at the container's root; `..` stops at it.
+    assert_eq!(read("/vol/nested/abs"), b"\0asm\x01\0\0\0volume");
+    assert_eq!(read("/vol/nested/up"), b"\0asm\x01\0\0\0rest");
+    // A link in the image that leads onto the volume, and PATH through the volume.
+    assert_eq!(read("/bin/linked.wasm"), b"\0asm\x01\0\0\0volume");
+    let p = find_program(&view, "app.wasm", "/nope:/vol").unwrap();
+    assert_eq!(p.path, "/vol/app.wasm");
+    // The image's files outside the volume are still there.
+    assert_eq!(read("/bin/busybox").get(..4), Some(&b"\x7fELF"[..]));
+}
+
+#[test]
+fn a_volume_shadows_the_image_and_later_mounts_cover_earlier_ones() {
+    let root = rootfs();
+    let vol = volume();
+    let other = tempfile::tempdir().unwrap();
+    // The image has /app.wasm ("rest"); a volume mounted on / would be odd, so shadow a
+    // directory: the image's /bin holds no app.wasm, the volume's does.
+    let view = View::of_spec(
+        &spec_with_mounts(&[("/bin", "bind", vol.path())]),
+        root.path(),
+    );
+    assert!(matches!(
+        find_program(&view, "/bin/busybox", "").unwrap_err(),
+        ResolveError::NotFound { .. }
+    ));
+    assert!(find_program(&view, "/bin/app.wasm", "").is_ok());
+    // A later mount at a parent hides an earlier one below it; a later one below is on top.
+    let hidden = View::of_spec(
+        &spec_with_mounts(&[("/a/b", "bind", vol.path()), ("/a", "bind", other.path())]),
+        root.path(),
+    );
+    assert!(find_program(&hidden, "/a/b/app.wasm", "").is_err());
+    let on_top = View::of_spec(
+        &spec_with_mounts(&[("/a", "bind", other.path()), ("/a/b", "bind", vol.path())]),
+        root.path(),
+    );
+    assert!(find_program(&on_top, "/a/b/app.wasm", "").is_ok());
+}
+
+#[test]
+fn other_file_systems_are_empty_when_the_container_is_created() {
+    let root = rootfs();
+    let view = View::of_spec(
+        &spec_with_mounts(&[
+            ("/bin", "tmpfs", Path::new("tmpfs")),
+            ("/proc", "proc", Path::new("proc")),
+        ]),
+        root.path(),
+    );
+    for arg0 in ["/bin/busybox", "echo", "/proc/self/exe"] {
+        let err = find_program(&view, arg0, "/bin").unwrap_err();
+        assert!(
+            matches!(err, ResolveError::NotFound { .. }),
+            "{arg0}: {err}"
+        );
+    }
+    let err = find_program(&view, "/bin", "").unwrap_err().to_string();
+    assert!(err.contains("is a directory"), "{err}");
+}
+
+#[test]
+fn a_running_process_view_refuses_proc_files() {
+    // This test process's own view is the host's; /proc files are refused, not read.
+    let view = View::of_process(std::process::id() as i32).unwrap();
+    let err = find_program(&view, "/proc/self/status", "")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("/proc or /sys"), "{err}");
 }

@@ -112,7 +112,9 @@ impl Env {
 
     /// The imported [`images::BUSYBOX_IMAGE`] (built on first call).
     pub fn busybox_image(&self) -> Result<&str> {
-        self.lazy_image(&self.busybox, |dir| images::import_busybox(self.ctr(), dir))
+        self.lazy_image(&self.busybox, |dir| {
+            images::import_busybox(self.ctr(), dir, &self.fixtures)
+        })
     }
 
     /// The imported [`images::WASM_IMAGE`] (built on first call; needs the fixtures).
@@ -139,7 +141,7 @@ impl Env {
         let dir = self.containerd.base().join("cri-images");
         std::fs::create_dir_all(&dir)?;
         images::import_pause(&ctr, &dir)?;
-        images::import_busybox(&ctr, &dir)?;
+        images::import_busybox(&ctr, &dir, &self.fixtures)?;
         images::import_wasm(&ctr, &dir, &self.fixtures)?;
         let client = CriClient::connect(self.containerd.address())?;
         // The CRI plugin learns of imported images from events: wait until it knows them.

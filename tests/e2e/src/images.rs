@@ -7,10 +7,12 @@ use wasmpod_oci_image::{busybox_image, ImageBuilder, WasmImageBuilder};
 
 use crate::ctr::Ctr;
 
-/// A native image: static busybox plus `/data/hello.txt`.
+/// A native image: static busybox plus `/data/hello.txt` and [`BUSYBOX_MODULE`].
 pub const BUSYBOX_IMAGE: &str = "docker.io/wasmpod/busybox:latest";
 /// A wasm-only image: fixtures, entrypoint `/hello.wasm`, env `GREETING=hi`.
 pub const WASM_IMAGE: &str = "docker.io/wasmpod/wasm:latest";
+/// A wasm module inside [`BUSYBOX_IMAGE`] (the testprog fixture).
+pub const BUSYBOX_MODULE: &str = "/modules/testprog.wasm";
 /// The contents of `/data/hello.txt` in both images.
 pub const HELLO_TXT: &str = "hello from the rootfs\n";
 /// The host busybox the native image is made from (must be statically linked).
@@ -34,15 +36,21 @@ const WASM_FIXTURES: &[(&str, &str, u32)] = &[
     ("/bad/data.txt", "bad/data.txt", 0o644),
 ];
 
-/// Builds [`BUSYBOX_IMAGE`] into `dir` and imports it; returns the image name.
-pub fn import_busybox(ctr: &Ctr, dir: &Path) -> Result<String> {
+/// Builds [`BUSYBOX_IMAGE`] into `dir` and imports it; returns the image name. It also holds
+/// [`BUSYBOX_MODULE`] (testprog), for init containers that deliver a module on a volume.
+pub fn import_busybox(ctr: &Ctr, dir: &Path, fixtures: &Path) -> Result<String> {
     let busybox = Path::new(HOST_BUSYBOX);
     if !busybox.exists() {
         bail!("{HOST_BUSYBOX} not found: apt-get install busybox-static");
     }
     let image = busybox_image(BUSYBOX_IMAGE, busybox)
         .context("building the busybox image")?
-        .add_file("/data/hello.txt", HELLO_TXT.as_bytes().to_vec(), 0o644);
+        .add_file("/data/hello.txt", HELLO_TXT.as_bytes().to_vec(), 0o644)
+        .add_file(
+            BUSYBOX_MODULE,
+            fixture(fixtures, "wasm/testprog.wasm")?,
+            0o644,
+        );
     import(ctr, &image, &dir.join("busybox.tar"))
 }
 

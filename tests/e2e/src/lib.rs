@@ -23,7 +23,7 @@ pub use containerd::Containerd;
 pub use ctr::Ctr;
 pub use engine::Engine;
 pub use env::Env;
-pub use images::{BUSYBOX_IMAGE, HELLO_TXT, WASM_IMAGE};
+pub use images::{BUSYBOX_IMAGE, BUSYBOX_MODULE, HELLO_TXT, WASM_IMAGE};
 pub use process::{CmdOutput, Running};
 pub use runner::{Case, CaseFn};
 

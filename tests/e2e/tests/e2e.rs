@@ -67,6 +67,8 @@ mod pause;
 mod pod_teardown;
 #[path = "../cases/runc.rs"]
 mod runc;
+#[path = "../cases/shared_pid.rs"]
+mod shared_pid;
 #[path = "../cases/signals.rs"]
 mod signals;
 #[path = "../cases/spec_features.rs"]
@@ -75,6 +77,8 @@ mod spec_features;
 mod start_path;
 #[path = "../cases/support.rs"]
 mod support;
+#[path = "../cases/volumes.rs"]
+mod volumes;
 #[path = "../cases/wasm.rs"]
 mod wasm;
 #[path = "../cases/workflow.rs"]
@@ -113,5 +117,7 @@ fn main() {
     all.extend(node_install::cases());
     all.extend(custom_host::cases());
     all.extend(workflow::cases());
+    all.extend(volumes::cases());
+    all.extend(shared_pid::cases());
     runner::main(all);
 }

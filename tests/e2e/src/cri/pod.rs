@@ -70,6 +70,27 @@ pub fn container_config(name: &str, image: &str, command: &[&str]) -> ContainerC
     }
 }
 
+/// `shareProcessNamespace: true`: kubelet asks for the pod's PID namespace for the sandbox and
+/// for each container. Apply it to the sandbox's configuration and to every container's.
+pub fn share_process_namespace(options: &mut Option<NamespaceOption>) {
+    options.get_or_insert_with(namespace_options).pid = NamespaceMode::Pod as i32;
+}
+
+/// [`share_process_namespace`] for a container's configuration.
+pub fn in_pod_pid_namespace(mut config: ContainerConfig) -> ContainerConfig {
+    let linux = config.linux.get_or_insert_with(Default::default);
+    let context = linux.security_context.get_or_insert_with(Default::default);
+    share_process_namespace(&mut context.namespace_options);
+    config
+}
+
+/// [`share_process_namespace`] for a sandbox's configuration.
+pub fn sandbox_in_pod_pid_namespace(config: &mut PodSandboxConfig) {
+    let linux = config.linux.get_or_insert_with(Default::default);
+    let context = linux.security_context.get_or_insert_with(Default::default);
+    share_process_namespace(&mut context.namespace_options);
+}
+
 /// The log file of container `name` relative to the pod's log directory.
 pub fn log_name(name: &str) -> String {
     format!("{name}.log")
@@ -109,11 +130,24 @@ pub struct Pod<'a> {
 impl<'a> Pod<'a> {
     /// RunPodSandbox `name` with `handler`; logs go to a new directory under `logs_root`.
     pub fn run(cri: &'a CriClient, name: &str, handler: &str, logs_root: &Path) -> Result<Self> {
+        Self::run_with(cri, name, handler, logs_root, |_| {})
+    }
+
+    /// [`Pod::run`] with the sandbox's configuration changed by `edit` first (e.g.
+    /// [`share_process_namespace`]).
+    pub fn run_with(
+        cri: &'a CriClient,
+        name: &str,
+        handler: &str,
+        logs_root: &Path,
+        edit: impl FnOnce(&mut PodSandboxConfig),
+    ) -> Result<Self> {
         let uid = unique_uid(name);
         let log_dir = logs_root.join(&uid);
         std::fs::create_dir_all(&log_dir)
             .with_context(|| format!("creating {}", log_dir.display()))?;
-        let config = pod_config(name, &uid, &log_dir);
+        let mut config = pod_config(name, &uid, &log_dir);
+        edit(&mut config);
         let id = cri.run_pod(&config, handler)?;
         Ok(Pod {
             cri,
