@@ -329,6 +329,13 @@ fn walk(view: &View, path: &str) -> Result<Option<OwnedFd>, ResolveError> {
                 path: path.to_string(),
             });
         }
+        // /proc's links (`self`, `<pid>/root`, `<pid>/fd/N`) lead to other processes' views:
+        // never followed, as RESOLVE_NO_MAGICLINKS would refuse them.
+        if fstatfs(&fd).is_ok_and(|fs| fs.filesystem_type() == PROC_SUPER_MAGIC) {
+            return Err(ResolveError::Eloop {
+                path: path.to_string(),
+            });
+        }
         // An empty path reads the link an O_PATH descriptor refers to.
         let target = readlinkat(Some(fd.as_raw_fd()), "").map_err(|source| ResolveError::Io {
             path: path.to_string(),

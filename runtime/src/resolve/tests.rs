@@ -276,9 +276,24 @@ fn other_file_systems_are_empty_when_the_container_is_created() {
 #[test]
 fn a_running_process_view_refuses_proc_files() {
     // This test process's own view is the host's; /proc files are refused, not read.
-    let view = View::of_process(std::process::id() as i32).unwrap();
-    let err = find_program(&view, "/proc/self/status", "")
+    let pid = std::process::id();
+    let view = View::of_process(pid as i32).unwrap();
+    let err = find_program(&view, &format!("/proc/{pid}/status"), "")
         .unwrap_err()
         .to_string();
     assert!(err.contains("/proc or /sys"), "{err}");
+}
+
+#[test]
+fn links_of_a_procfs_in_view_are_never_followed() {
+    let root = rootfs();
+    symlink("/proc/self/root/bin/busybox", root.path().join("magic")).unwrap();
+    let view = View::of_spec(
+        &spec_with_mounts(&[("/proc", "bind", Path::new("/proc"))]),
+        root.path(),
+    );
+    for arg0 in ["/magic", "/proc/self/exe", "/proc/1/root/bin/busybox"] {
+        let err = find_program(&view, arg0, "").unwrap_err();
+        assert!(matches!(err, ResolveError::Eloop { .. }), "{arg0}: {err}");
+    }
 }
