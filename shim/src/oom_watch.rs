@@ -83,7 +83,11 @@ impl OomEvents {
             return;
         };
         if kills > *seen {
-            tracing::info!(id, kills, "the kernel OOM killer killed a process of the container");
+            tracing::info!(
+                id,
+                kills,
+                "the kernel OOM killer killed a process of the container"
+            );
             *seen = kills;
             self.events.oom(id);
         }
@@ -111,5 +115,4 @@ impl OomEvents {
         let _published = self.lock();
         self.events.oom(id);
     }
-
 }

@@ -293,7 +293,12 @@ impl OomWatcher {
     /// How long epoll may sleep: until the nearest re-read, else for ever.
     fn timeout(&self) -> EpollTimeout {
         let inner = self.lock();
-        let Some(next) = inner.by_token.values().filter_map(Watched::recheck_at).min() else {
+        let Some(next) = inner
+            .by_token
+            .values()
+            .filter_map(Watched::recheck_at)
+            .min()
+        else {
             return EpollTimeout::NONE;
         };
         let wait = next.saturating_duration_since(Instant::now());

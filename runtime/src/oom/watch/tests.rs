@@ -143,7 +143,10 @@ fn a_grown_v2_counter_is_reported_once() {
     };
     write(1, 1);
     let watcher = Arc::new(OomWatcher::new().unwrap());
-    assert_eq!(watcher.watch("v2", MemoryCgroup::V2(dir.clone())).unwrap(), 1);
+    assert_eq!(
+        watcher.watch("v2", MemoryCgroup::V2(dir.clone())).unwrap(),
+        1
+    );
     let (tx, rx) = mpsc::channel();
     let serving = watcher.clone();
     std::thread::spawn(move || {
@@ -163,6 +166,9 @@ fn a_grown_v2_counter_is_reported_once() {
     );
     watcher.unwatch("v2");
     write(4, 4);
-    assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "unwatched");
+    assert!(
+        rx.recv_timeout(Duration::from_millis(300)).is_err(),
+        "unwatched"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
