@@ -10,6 +10,11 @@
 //! Guest code must start with no descriptor but its stdio (the executor closes the others), so
 //! the init maps the memfd shared ([`MemoryLimitMark`]), closes it, and writes the mark through the
 //! mapping; the shim's `pread` sees the same page.
+//!
+//! Kills while the container keeps running (a child of its init) are watched live by
+//! [`watch::OomWatcher`].
+
+pub mod watch;
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 

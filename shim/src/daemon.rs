@@ -22,6 +22,7 @@ use crate::events::Events;
 use crate::execs::{Execs, Exited};
 use crate::lifetime::Lifetime;
 use crate::oom;
+use crate::oom_watch::OomEvents;
 use crate::service::Service;
 use crate::start_lock;
 use crate::tasks::Tasks;
@@ -86,7 +87,7 @@ fn with_umask<T>(mask: Mode, f: impl FnOnce() -> T) -> T {
 
 /// Reaps every child: container inits and exec processes are reparented to us (a child
 /// subreaper) when their zygote worker exits.
-fn reap_children(root: &Path, tasks: &Tasks, execs: &Execs, events: &Events) {
+fn reap_children(root: &Path, tasks: &Tasks, execs: &Execs, events: &Events, oom: &OomEvents) {
     loop {
         let (pid, code) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(pid, code)) => {
@@ -110,7 +111,7 @@ fn reap_children(root: &Path, tasks: &Tasks, execs: &Execs, events: &Events) {
             }
         };
         match execs.record_exit(pid.as_raw(), code, tasks) {
-            Exited::Task(task) => publish_exit(root, &task, events),
+            Exited::Task(task) => publish_exit(root, &task, events, oom),
             Exited::Exec(exec) => {
                 tracing::info!(id = %exec.id, exec_id = %exec.exec_id, code, "exec exited");
                 events.exec_exited(&exec);
@@ -120,15 +121,17 @@ fn reap_children(root: &Path, tasks: &Tasks, execs: &Execs, events: &Events) {
     }
 }
 
-/// Publishes a container's end: TaskOOM first when it ran out of memory (so CRI has the
-/// reason when it records the exit), then TaskExit.
-pub(crate) fn publish_exit(root: &Path, task: &crate::tasks::Task, events: &Events) {
+/// Publishes a container's end: TaskOOM first when it ran out of memory and that was not
+/// published while it ran (so CRI has the reason when it records the exit), then TaskExit.
+pub(crate) fn publish_exit(
+    root: &Path,
+    task: &crate::tasks::Task,
+    events: &Events,
+    oom: &OomEvents,
+) {
     let code = task.exit.as_ref().map(|e| e.code);
     tracing::info!(id = %task.id, pid = task.pid, code, "container exited");
-    if let Some(cause) = oom::out_of_memory_cause(root, task) {
-        tracing::info!(id = %task.id, cause, "container ended out of memory");
-        events.oom(task);
-    }
+    oom::publish_at_exit(root, task, oom);
     events.exited(task);
 }
 
@@ -138,12 +141,13 @@ fn spawn_signal_thread(
     tasks: Arc<Tasks>,
     execs: Arc<Execs>,
     events: Arc<Events>,
+    oom: Arc<OomEvents>,
 ) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || loop {
             match signals.wait() {
-                Ok(Signal::SIGCHLD) => reap_children(&root, &tasks, &execs, &events),
+                Ok(Signal::SIGCHLD) => reap_children(&root, &tasks, &execs, &events, &oom),
                 // containerd stops shims through Shutdown; a stray TERM must not orphan containers.
                 Ok(sig) => tracing::info!(signal = %sig, "ignoring signal"),
                 Err(e) => tracing::warn!(error = %e, "sigwait"),
@@ -171,11 +175,14 @@ pub fn run<E: WasmEngine>(flags: &Flags, zygote: &'static Zygote) -> anyhow::Res
     let ttrpc_address = std::env::var("TTRPC_ADDRESS")
         .map_err(|_| anyhow::anyhow!("TTRPC_ADDRESS is not set (containerd sets it)"))?;
     let exit = Arc::new(ExitSignal::default());
+    let events = Arc::new(Events::new(&ttrpc_address, flags.namespace.clone()));
+    let oom = OomEvents::start(events.clone())?;
     let service = Service::<E>::new(
         zygote,
         &flags.namespace,
         &flags.address,
-        Events::new(&ttrpc_address, flags.namespace.clone()),
+        events,
+        oom,
         Arc::new(Lifetime::new(&flags.socket, exit.clone())),
     );
     spawn_signal_thread(
@@ -184,6 +191,7 @@ pub fn run<E: WasmEngine>(flags: &Flags, zygote: &'static Zygote) -> anyhow::Res
         service.tasks.clone(),
         service.execs.clone(),
         service.events.clone(),
+        service.oom.clone(),
     )?;
 
     let mut server = bind(&flags.socket)?.register_service(task_methods(Arc::new(service)));

@@ -120,9 +120,9 @@ impl Events {
         self.publish(TASK_EXIT_EVENT_TOPIC, e);
     }
 
-    pub fn oom(&self, task: &Task) {
+    pub fn oom(&self, id: &str) {
         let mut e = TaskOOM::new();
-        e.container_id = task.id.clone();
+        e.container_id = id.to_string();
         self.publish(TASK_OOM_EVENT_TOPIC, e);
     }
 

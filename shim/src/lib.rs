@@ -40,6 +40,7 @@ mod lifetime;
 mod logging;
 mod metrics;
 mod oom;
+mod oom_watch;
 mod pause;
 mod service;
 mod start;

@@ -21,12 +21,14 @@ use crate::events::{exit_fields, timestamp, Events};
 use crate::execs::Execs;
 use crate::image_layers::ImageLayers;
 use crate::lifetime::Lifetime;
+use crate::oom_watch::OomEvents;
 use crate::tasks::{Task, Tasks};
 
 pub struct Service<E: WasmEngine> {
     pub(crate) tasks: Arc<Tasks>,
     pub(crate) execs: Arc<Execs>,
     pub(crate) events: Arc<Events>,
+    pub(crate) oom: Arc<OomEvents>,
     pub(crate) zygote: &'static Zygote,
     engine: OnceLock<E>,
     pub(crate) cache: ModuleCache,
@@ -77,7 +79,8 @@ impl<E: WasmEngine> Service<E> {
         zygote: &'static Zygote,
         namespace: &str,
         containerd_address: &str,
-        events: Events,
+        events: Arc<Events>,
+        oom: Arc<OomEvents>,
         lifetime: Arc<Lifetime>,
     ) -> Self {
         let cache = ModuleCache::for_engine(E::NAME);
@@ -90,7 +93,8 @@ impl<E: WasmEngine> Service<E> {
         Self {
             tasks: Arc::new(Tasks::default()),
             execs: Arc::new(Execs::default()),
-            events: Arc::new(events),
+            events,
+            oom,
             zygote,
             engine: OnceLock::new(),
             cache,
@@ -207,6 +211,7 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
         let task = self.do_create(&req)?;
         let pid = task.pid as u32;
         self.tasks.insert(task.clone());
+        self.oom.watch(&self.root, &task.id);
         self.events.created(&task);
         Ok(api::CreateTaskResponse {
             pid,
@@ -231,7 +236,7 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
             self.events.started(&task);
         }
         if let Some(exited) = self.tasks.finish_start(&req.id) {
-            crate::daemon::publish_exit(&self.root, &exited, &self.events);
+            crate::daemon::publish_exit(&self.root, &exited, &self.events, &self.oom);
         }
         started?;
         Ok(api::StartResponse {
@@ -305,6 +310,7 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
         }
         let task = self.task(&req.id, &req.exec_id)?;
         self.do_delete(&task)?;
+        self.oom.unwatch(&req.id);
         self.execs.remove_all(&req.id);
         let task = self.tasks.remove(&req.id).unwrap_or(task);
         self.events.deleted(&task);

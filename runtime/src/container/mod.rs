@@ -21,7 +21,7 @@ pub use create::{create, CreateError, CreateOptions, Created, Preparer};
 pub use delete::delete;
 pub use exec::{exec, ExecOptions};
 pub use kill::kill;
-pub use oom::oom_kills;
+pub use oom::{memory_cgroup, oom_kills};
 pub use pause::{pause, resume};
 pub use start::start;
 pub use stats::{pids, stats};

@@ -11,6 +11,7 @@ pub mod cri;
 pub mod ctr;
 pub mod engine;
 pub mod env;
+pub mod events;
 pub mod images;
 pub mod leaks;
 pub mod mounts;

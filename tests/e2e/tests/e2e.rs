@@ -61,6 +61,8 @@ mod node_install;
 mod observe;
 #[path = "../cases/oci_images.rs"]
 mod oci_images;
+#[path = "../cases/oom_live.rs"]
+mod oom_live;
 #[path = "../cases/pause.rs"]
 mod pause;
 #[path = "../cases/pod_teardown.rs"]
@@ -96,6 +98,7 @@ fn main() {
     all.extend(bad_input::cases());
     all.extend(signals::cases());
     all.extend(observe::cases());
+    all.extend(oom_live::cases());
     all.extend(cleanup::cases());
     all.extend(grouping::cases());
     all.extend(spec_features::cases());
