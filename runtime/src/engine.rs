@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::memory_limit::MemoryLimit;
+
 /// What an engine reports; the message reaches the container's user (`Create`'s error, or the
 /// guest's stderr when it ran).
 #[derive(Debug, thiserror::Error)]
@@ -59,8 +61,10 @@ pub struct GuestContext {
     pub cwd: PathBuf,
     /// Export to call instead of `_start`.
     pub func: Option<String>,
-    /// Most linear memory the guest may have, derived from the container's memory limit.
-    pub memory_limit: Option<u64>,
+    /// Most linear memory the guest may have, derived from the container's memory limit;
+    /// it can change while the guest runs (read it at each growth, see
+    /// [`WasmEngine::LIVE_MEMORY_LIMIT`]).
+    pub memory_limit: Option<MemoryLimit>,
 }
 
 /// A wasm engine: what wasmpod needs from one to compile, cache, load and run guests.
@@ -75,6 +79,10 @@ pub trait WasmEngine: Clone + Send + Sync + 'static {
     const NAME: &'static str;
     /// Whether [`WasmEngine::precompile`] accepts WASI 0.2 components (`wasi:cli/run`).
     const SUPPORTS_COMPONENTS: bool = false;
+    /// Whether [`WasmEngine::run`] reads [`GuestContext::memory_limit`] at each growth of a
+    /// linear memory, so that a running guest's cap follows the container's updated memory
+    /// limit. When false the shim refuses such updates of a running guest.
+    const LIVE_MEMORY_LIMIT: bool = false;
     /// A loaded module; cloned into the container's init process.
     type Module: Clone + Send + Sync + 'static;
 

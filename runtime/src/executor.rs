@@ -11,15 +11,13 @@ use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use oci_spec::runtime::Spec;
 
 use crate::engine::{EngineError, GuestContext, WasmEngine};
+use crate::memory_limit::{guest_share, MemoryLimit};
 use crate::spec;
 
 /// Exit code of a guest that trapped, as the wasmtime CLI reports it (128 + SIGABRT).
 pub const TRAP_EXIT_CODE: i32 = 134;
 /// Exit code of a guest stopped at its memory limit: what an OOM kill gives (128 + SIGKILL).
 pub const MEMORY_LIMIT_EXIT_CODE: i32 = 137;
-/// Part of a container's memory limit kept for the engine itself (code, stacks, WASI state),
-/// so the engine stops a growing guest before the kernel's OOM killer does.
-const ENGINE_HEADROOM_MAX: u64 = 16 << 20;
 
 #[derive(Clone)]
 pub enum WorkloadExecutor<E: WasmEngine> {
@@ -56,7 +54,7 @@ impl<E: WasmEngine> Executor for WorkloadExecutor<E> {
                 oom_report,
                 layout,
             } => {
-                let guest = guest_context(spec, module_path, func.clone());
+                let mut guest = guest_context(spec, module_path, func.clone());
                 // Closes every descriptor but stdio: `oom_report`'s too, which is mapped
                 // first and never dropped (this process ends with exit below).
                 let oom_mark = match crate::guest::prepare_guest(
@@ -70,6 +68,10 @@ impl<E: WasmEngine> Executor for WorkloadExecutor<E> {
                         std::process::exit(1);
                     }
                 };
+                // From here the shim's Update can change the cap through the shared page.
+                if let (Some(mark), Some(limit)) = (&oom_mark, guest.memory_limit) {
+                    guest.memory_limit = Some(MemoryLimit::live(limit.bytes(), mark.live_limit()));
+                }
                 if let Err(e) = crate::seccomp::install(seccomp) {
                     eprintln!("wasmpod: {module_path}: {e}");
                     std::process::exit(1);
@@ -164,9 +166,10 @@ fn guest_context(spec: &Spec, module_path: &str, func: Option<String>) -> GuestC
     }
 }
 
-/// The guest's share of `linux.resources.memory.limit`: all of it but the engine's headroom
-/// (a quarter of the limit, at most 16 MiB).
-fn guest_memory_limit(spec: &Spec) -> Option<u64> {
+/// The guest's share ([`guest_share`]) of `linux.resources.memory.limit`: the engine keeps
+/// the rest for itself (code, stacks, WASI state), so it stops a growing guest before the
+/// kernel's OOM killer does.
+fn guest_memory_limit(spec: &Spec) -> Option<MemoryLimit> {
     let limit = spec
         .linux()
         .as_ref()?
@@ -176,7 +179,7 @@ fn guest_memory_limit(spec: &Spec) -> Option<u64> {
         .as_ref()?
         .limit()
         .filter(|l| *l > 0)? as u64;
-    Some(limit - (limit / 4).min(ENGINE_HEADROOM_MAX))
+    Some(MemoryLimit::fixed(guest_share(limit)))
 }
 
 /// The guest runs as PID 1 of its PID namespace, where the kernel drops signals that have no

@@ -66,6 +66,7 @@ pub mod detect;
 pub mod engine;
 mod executor;
 mod guest;
+pub mod memory_limit;
 pub mod mount;
 pub mod oom;
 pub mod resolve;
@@ -75,4 +76,5 @@ mod stdio;
 mod zygote;
 
 pub use engine::{EngineError, GuestContext, WasmEngine};
+pub use memory_limit::MemoryLimit;
 pub use zygote::{Zygote, ZygoteError};

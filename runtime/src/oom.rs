@@ -17,24 +17,38 @@
 pub mod watch;
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 use nix::sys::uio::pread;
 
 /// What the executor writes when the engine stopped the guest at its memory limit.
 const MEMORY_LIMIT_MARK: &[u8] = b"memory-limit\n";
+/// Where in the page the shim stores a guest's updated memory cap (a `u64`, 0 = none yet).
+const LIVE_LIMIT_OFFSET: usize = 64;
 
-/// The shim's end of a container's report channel.
+/// The shim's end of a container's report channel, which also carries the guest's memory cap
+/// when the container's memory limit is updated.
 #[derive(Debug)]
 pub struct OomReport {
     memfd: OwnedFd,
+    page: SharedPage,
 }
 
 impl OomReport {
     /// A new report channel (a memfd), to be passed to the container's init.
     pub fn new() -> std::io::Result<Self> {
         let memfd = memfd_create(c"wasmpod-oom-report", MemFdCreateFlag::MFD_CLOEXEC)?;
-        Ok(OomReport { memfd })
+        let page = SharedPage::map(memfd.as_fd())?;
+        Ok(OomReport { memfd, page })
+    }
+
+    /// Gives the running guest a new memory cap of `bytes` (see
+    /// [`crate::memory_limit::MemoryLimit`]); the engine sees it at the guest's next growth.
+    pub fn set_guest_memory_limit(&self, bytes: u64) {
+        self.page
+            .live_limit()
+            .store(bytes.max(1), Ordering::Release);
     }
 
     /// The descriptor to hand to the container's init.
@@ -57,12 +71,50 @@ pub fn report_memory_limit(report: impl AsFd) {
 /// The init's end of the report, mapped so it needs no open descriptor.
 #[derive(Debug)]
 pub struct MemoryLimitMark {
-    page: std::ptr::NonNull<u8>,
+    page: SharedPage,
 }
 
 impl MemoryLimitMark {
     /// Grows the memfd to one page and maps it shared; the descriptor may be closed after.
     pub fn map(report: BorrowedFd<'_>) -> std::io::Result<Self> {
+        SharedPage::map(report).map(|page| MemoryLimitMark { page })
+    }
+
+    /// The guest's memory cap as the shim updates it (0 until it does). The page stays mapped
+    /// for the life of the init (it is never unmapped: the process ends with `exit`).
+    pub fn live_limit(&self) -> &'static AtomicU64 {
+        // SAFETY: see `SharedPage::live_limit`; the init never unmaps the page (the mark is
+        // leaked with the process), so the reference lives as long as the process.
+        unsafe { &*(self.page.live_limit() as *const AtomicU64) }
+    }
+
+    /// Records that the engine stopped the guest at its memory limit; makes no syscall.
+    pub fn report_memory_limit(&self) {
+        // SAFETY: the page is mapped read-write for the life of the process (never unmapped)
+        // and is longer than the mark.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                MEMORY_LIMIT_MARK.as_ptr(),
+                self.page.ptr.as_ptr(),
+                MEMORY_LIMIT_MARK.len(),
+            );
+        }
+    }
+}
+
+/// One page of the report's memfd, mapped shared by the shim and by the init.
+#[derive(Debug)]
+struct SharedPage {
+    ptr: std::ptr::NonNull<u8>,
+}
+
+// SAFETY: the page is only written through atomics (the cap) or by the init alone (the mark).
+unsafe impl Send for SharedPage {}
+// SAFETY: as above.
+unsafe impl Sync for SharedPage {}
+
+impl SharedPage {
+    fn map(report: BorrowedFd<'_>) -> std::io::Result<Self> {
         nix::unistd::ftruncate(report, PAGE as i64)?;
         // SAFETY: a new shared mapping of one page of a memfd that is one page long.
         let page = unsafe {
@@ -79,20 +131,23 @@ impl MemoryLimitMark {
             return Err(std::io::Error::last_os_error());
         }
         std::ptr::NonNull::new(page.cast())
-            .map(|page| Self { page })
+            .map(|ptr| Self { ptr })
             .ok_or_else(|| std::io::Error::other("mmap returned a null page"))
     }
 
-    /// Records that the engine stopped the guest at its memory limit; makes no syscall.
-    pub fn report_memory_limit(&self) {
-        // SAFETY: the page is mapped read-write for the life of the process (never unmapped)
-        // and is longer than the mark.
+    fn live_limit(&self) -> &AtomicU64 {
+        // SAFETY: the page is mapped read-write while `self` lives, page-aligned, and longer
+        // than the offset plus 8 bytes, so the cell is aligned and in bounds; it is only
+        // accessed atomically.
+        unsafe { &*self.ptr.as_ptr().add(LIVE_LIMIT_OFFSET).cast::<AtomicU64>() }
+    }
+}
+
+impl Drop for OomReport {
+    fn drop(&mut self) {
+        // SAFETY: the shim's own mapping of one page, no longer referenced.
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                MEMORY_LIMIT_MARK.as_ptr(),
-                self.page.as_ptr(),
-                MEMORY_LIMIT_MARK.len(),
-            );
+            libc::munmap(self.page.ptr.as_ptr().cast(), PAGE);
         }
     }
 }
@@ -125,5 +180,15 @@ mod tests {
         );
         mark.report_memory_limit();
         assert!(report.memory_limit_hit());
+    }
+
+    #[test]
+    fn an_updated_cap_reaches_the_init_and_is_not_a_mark() {
+        let report = OomReport::new().unwrap();
+        let mark = MemoryLimitMark::map(report.fd()).unwrap();
+        assert_eq!(mark.live_limit().load(Ordering::Acquire), 0);
+        report.set_guest_memory_limit(48 << 20);
+        assert_eq!(mark.live_limit().load(Ordering::Acquire), 48 << 20);
+        assert!(!report.memory_limit_hit());
     }
 }

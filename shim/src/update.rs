@@ -7,6 +7,7 @@ use containerd_shim::protos::ttrpc::Code;
 use containerd_shim::TtrpcResult;
 use oci_spec::runtime::LinuxResources;
 use wasmpod_runtime::container;
+use wasmpod_runtime::memory_limit::guest_share;
 use wasmpod_runtime::WasmEngine;
 
 use crate::service::{error, lifecycle_error, Service};
@@ -28,8 +29,31 @@ impl<E: WasmEngine> Service<E> {
         }
         let resources = decode_resources(&req.resources.value)
             .map_err(|e| error(Code::INVALID_ARGUMENT, format!("container {}: {e}", req.id)))?;
+        let memory_limit = resources.memory().as_ref().and_then(|m| m.limit());
+        // Only a wasm task has a report page, and with it a guest whose cap can follow.
+        let guest = task.oom_report.as_ref().filter(|_| memory_limit.is_some());
+        if guest.is_some() && !E::LIVE_MEMORY_LIMIT {
+            return Err(error(
+                Code::UNIMPLEMENTED,
+                format!(
+                    "container {}: the {} engine cannot change a running wasm guest's memory \
+                     limit; nothing was changed (recreate the container with the new limit)",
+                    req.id,
+                    E::NAME
+                ),
+            ));
+        }
         tracing::info!(id = %req.id, ?resources, "update");
         container::update(&self.root, &req.id, &resources).map_err(lifecycle_error)?;
+        if let (Some(report), Some(limit)) = (guest, memory_limit) {
+            // -1 (or 0) lifts the limit, as it does for the cgroup.
+            let cap = u64::try_from(limit)
+                .ok()
+                .filter(|l| *l > 0)
+                .map_or(u64::MAX, guest_share);
+            report.set_guest_memory_limit(cap);
+            tracing::info!(id = %req.id, guest_memory_limit = cap, "wasm guest's memory cap updated");
+        }
         Ok(Empty::new())
     }
 }

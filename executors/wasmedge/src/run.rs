@@ -20,15 +20,17 @@ enum Ended {
 
 pub fn run(module: &Module, guest: &GuestContext) -> Result<i32, EngineError> {
     let wasi = WasiArgs::new(guest)?;
-    if let Some(limit) = guest.memory_limit {
+    // Fixed for the run: WasmEdge takes its page limit once (LIVE_MEMORY_LIMIT is false).
+    let memory_limit = guest.memory_limit.map(|l| l.bytes());
+    if let Some(limit) = memory_limit {
         for min_pages in exported_memory_sizes(module) {
             memory::check_initial(limit, min_pages)?;
         }
     }
-    let config = config::runtime(guest.memory_limit.map(memory::page_limit))?;
+    let config = config::runtime(memory_limit.map(memory::page_limit))?;
     let entry = guest.func.as_deref().unwrap_or("_start");
     let (ended, log) = log::capture(|| call(&config, module, &wasi, entry));
-    if let Some(limit) = memory::exceeded(guest.memory_limit, log.limit_refused) {
+    if let Some(limit) = memory::exceeded(memory_limit, log.limit_refused) {
         return Err(limit);
     }
     match ended? {

@@ -36,7 +36,7 @@ fn guest(func: Option<&str>, memory_limit: Option<u64>) -> GuestContext {
         env: vec!["A=b".into()],
         cwd: "/".into(),
         func: func.map(str::to_string),
-        memory_limit,
+        memory_limit: memory_limit.map(wasmpod_runtime::MemoryLimit::fixed),
     }
 }
 

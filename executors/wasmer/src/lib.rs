@@ -47,6 +47,7 @@ fn engine() -> Engine {
 
 impl WasmEngine for Wasmer {
     const NAME: &'static str = "wasmer";
+    const LIVE_MEMORY_LIMIT: bool = true;
     type Module = WasmerModule;
 
     fn new() -> Result<Self, EngineError> {

@@ -23,6 +23,7 @@ use wasmer::sys::vm::{
 };
 use wasmer::sys::{BaseTunables, Tunables};
 use wasmer::{MemoryError, MemoryStyle, MemoryType, Pages, TableStyle, TableType};
+use wasmpod_runtime::MemoryLimit;
 
 const PAGE: u64 = wasmer::WASM_PAGE_SIZE as u64;
 /// `exceeded` before any refusal.
@@ -31,14 +32,14 @@ const NONE: u64 = 0;
 /// What one run's memories share: the cap, and the largest size refused.
 #[derive(Debug, Clone)]
 pub struct MemoryCap {
-    max_bytes: u64,
+    max: MemoryLimit,
     exceeded: Arc<AtomicU64>,
 }
 
 impl MemoryCap {
-    pub fn new(max_bytes: u64) -> Self {
+    pub fn new(max: MemoryLimit) -> Self {
         Self {
-            max_bytes,
+            max,
             exceeded: Arc::new(AtomicU64::new(NONE)),
         }
     }
@@ -54,7 +55,8 @@ impl MemoryCap {
     /// Whether a memory may have `pages`; records the request when it may not.
     fn allows(&self, pages: u64) -> bool {
         let bytes = pages.saturating_mul(PAGE);
-        if bytes <= self.max_bytes {
+        // Read at each growth: the shim's Update may have changed it.
+        if bytes <= self.max.bytes() {
             return true;
         }
         self.exceeded.fetch_max(bytes, Ordering::SeqCst);
@@ -64,7 +66,9 @@ impl MemoryCap {
     fn refuse(&self, current: Pages, delta: Pages) -> MemoryError {
         MemoryError::Generic(format!(
             "memory limit: growing {} pages by {} would exceed {} bytes",
-            current.0, delta.0, self.max_bytes
+            current.0,
+            delta.0,
+            self.max.bytes()
         ))
     }
 }

@@ -51,7 +51,10 @@ fn run_capped(engine: &Engine, module: &Module, guest: &GuestContext) -> Result<
     let result = instantiate_and_call(engine, &mut store, module, guest);
     if let (Some(cap), Some(limit)) = (&cap, guest.memory_limit) {
         if let Some(requested) = cap.exceeded() {
-            return Err(EngineError::MemoryLimit { limit, requested });
+            return Err(EngineError::MemoryLimit {
+                limit: limit.bytes(),
+                requested,
+            });
         }
     }
     result

@@ -273,7 +273,7 @@ fn child_runner() {
                 func: std::env::var("CHILD_FUNC").ok(),
                 memory_limit: std::env::var("CHILD_MEMORY_LIMIT")
                     .ok()
-                    .map(|l| l.parse().unwrap()),
+                    .map(|l| wasmpod_runtime::MemoryLimit::fixed(l.parse().unwrap())),
             };
             // From here on, fds 1 and 2 are the guest's (one file, so their order shows).
             redirect_stdout_stderr(Path::new(&var("CHILD_OUTPUT")));

@@ -49,6 +49,7 @@ impl<H: HostFunctions> Clone for WasmtimeWith<H> {
 impl<H: HostFunctions> WasmEngine for WasmtimeWith<H> {
     const NAME: &'static str = H::NAME;
     const SUPPORTS_COMPONENTS: bool = Wasmtime::SUPPORTS_COMPONENTS;
+    const LIVE_MEMORY_LIMIT: bool = Wasmtime::LIVE_MEMORY_LIMIT;
     type Module = Guest;
 
     fn new() -> Result<Self, EngineError> {

@@ -81,7 +81,7 @@ fn exit_code(
 ) -> Result<i32, EngineError> {
     if let (Some(requested), Some(limit)) = (exceeded, guest.memory_limit) {
         return Err(EngineError::MemoryLimit {
-            limit,
+            limit: limit.bytes(),
             requested: requested as u64,
         });
     }
@@ -103,6 +103,7 @@ fn is_component(source: &[u8]) -> bool {
 impl WasmEngine for Wasmtime {
     const NAME: &'static str = "wasmtime";
     const SUPPORTS_COMPONENTS: bool = true;
+    const LIVE_MEMORY_LIMIT: bool = true;
     type Module = Guest;
 
     fn new() -> Result<Self, EngineError> {

@@ -312,7 +312,7 @@ fn child<E: WasmEngine>(case: &Case, dir: &Path) -> ! {
         env: guest_env(),
         cwd: case.cwd.clone(),
         func: case.func.clone(),
-        memory_limit: case.memory_limit,
+        memory_limit: case.memory_limit.map(crate::MemoryLimit::fixed),
     };
     let code = match engine.run(&module, &guest) {
         Ok(code) => code,

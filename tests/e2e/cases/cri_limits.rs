@@ -1,13 +1,15 @@
 //! Resource limits through CRI: OOM for native and wasm containers (exit 137, reason
 //! OOMKilled) and UpdateContainerResources on running containers.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use k8s_cri::v1::{ContainerState, LinuxContainerResources};
+use k8s_cri::v1::{ContainerState, LinuxContainerResources, Mount};
 use wasmpod_e2e::cri::pod::{container_config, with_memory_limit};
+use wasmpod_e2e::cri::CriClient;
 use wasmpod_e2e::cri::Pod;
-use wasmpod_e2e::{cases, Case, Env, BUSYBOX_IMAGE, WASM_IMAGE};
+use wasmpod_e2e::{cases, leaks, Case, Env, BUSYBOX_IMAGE, WASM_IMAGE};
 
 use crate::cri_support::*;
 
@@ -16,6 +18,7 @@ pub fn cases() -> Vec<Case> {
         cri_native_memory_hog_is_oom_killed,
         cri_wasm_guest_past_its_limit_is_oom_killed,
         cri_update_resources_changes_cgroup_limits,
+        cri_update_reaches_a_running_wasm_guest,
     ]
 }
 
@@ -76,7 +79,7 @@ fn cri_wasm_guest_past_its_limit_is_oom_killed(env: &Env) -> Result<()> {
 }
 
 /// UpdateContainerResources on a running wasm and a running native container changes the memory
-/// limit and CPU shares in their cgroups.
+/// limit and CPU shares in their cgroups (for a wasm guest, on engines whose guests can follow).
 fn cri_update_resources_changes_cgroup_limits(env: &Env) -> Result<()> {
     env.require_shim()?;
     let cri = env.cri()?;
@@ -89,7 +92,12 @@ fn cri_update_resources_changes_cgroup_limits(env: &Env) -> Result<()> {
         container_config("native", BUSYBOX_IMAGE, &["sleep", "600"]),
         128 * MIB,
     ))?;
-    for id in [&wasm, &native] {
+    let ids: &[&String] = if env.engine().live_memory_limit() {
+        &[&wasm, &native]
+    } else {
+        &[&native]
+    };
+    for &id in ids {
         wait_state(cri, id, ContainerState::ContainerRunning)?;
         let memory = pod.cgroup_dir("memory").join(id);
         ensure!(
@@ -123,6 +131,81 @@ fn cri_update_resources_changes_cgroup_limits(env: &Env) -> Result<()> {
         );
     }
     remove_and_assert_gone(env, &mut pod, &[&wasm, &native])
+}
+
+fn update_memory(cri: &CriClient, id: &str, bytes: i64) -> Result<()> {
+    cri.update_resources(
+        id,
+        LinuxContainerResources {
+            memory_limit_in_bytes: bytes,
+            ..Default::default()
+        },
+    )
+}
+
+/// Asks the `grow-to-file` guest for `mib` MiB through its control file and waits until it
+/// says it has them.
+fn grow_to(ctl: &Path, mib: u32) -> Result<()> {
+    std::fs::write(ctl.join("target"), mib.to_string())?;
+    let want = mib.to_string();
+    leaks::poll(
+        Duration::from_secs(10),
+        &format!("the guest at {mib} MiB"),
+        || {
+            let at = std::fs::read_to_string(ctl.join("target.at")).unwrap_or_default();
+            Ok((at == want).then_some(()))
+        },
+    )
+}
+
+/// A running wasm guest's memory cap follows UpdateContainerResources: under 64 MiB (a 48 MiB
+/// cap) it grows to 40 MiB; raised to 96 MiB it grows to 60 MiB, past the old cap; lowered to
+/// 72 MiB (a 56 MiB cap, below its size) its next growth stops it as an OOM (137, OOMKilled).
+/// An engine whose guests cannot follow refuses the update and changes nothing.
+fn cri_update_reaches_a_running_wasm_guest(env: &Env) -> Result<()> {
+    env.require_shim()?;
+    let cri = env.cri()?;
+    let mut pod = Pod::run(cri, "update-guest", env.cri_handler(), &env.pod_logs_root())?;
+    let ctl = tempfile::Builder::new()
+        .prefix("grow-ctl-")
+        .tempdir_in(env.containerd().base())?;
+    let mut config = with_memory_limit(
+        container_config(
+            "grower",
+            WASM_IMAGE,
+            &["/testprog.wasm", "grow-to-file", "/ctl/target"],
+        ),
+        64 * MIB,
+    );
+    config.mounts.push(Mount {
+        container_path: "/ctl".to_string(),
+        host_path: ctl.path().to_string_lossy().into_owned(),
+        ..Default::default()
+    });
+    let grower = pod.start(&config)?;
+    wait_state(cri, &grower, ContainerState::ContainerRunning)?;
+    grow_to(ctl.path(), 40)?;
+
+    if !env.engine().live_memory_limit() {
+        let refused = update_memory(cri, &grower, 96 * MIB).unwrap_err();
+        ensure!(
+            format!("{refused:#}").contains("cannot change a running wasm guest's memory limit"),
+            "update on {}: {refused:#}",
+            env.engine().name()
+        );
+        return remove_and_assert_gone(env, &mut pod, &[&grower]);
+    }
+    update_memory(cri, &grower, 96 * MIB)?;
+    grow_to(ctl.path(), 60)?;
+    update_memory(cri, &grower, 72 * MIB)?;
+    std::fs::write(ctl.path().join("target"), "64")?;
+    expect_exit(&wait_exited(cri, &grower)?, 137, "OOMKilled")?;
+    let (_, stderr) = read_log(&pod.log_path("grower"), "exceeded its memory limit")?;
+    ensure!(
+        stderr.contains("exceeded its memory limit"),
+        "grower stderr: {stderr:?}"
+    );
+    remove_and_assert_gone(env, &mut pod, &[&grower])
 }
 
 fn read_number(path: PathBuf) -> Result<i64> {

@@ -43,6 +43,12 @@ impl Engine {
         &self.name
     }
 
+    /// Whether a running wasm guest's memory cap follows an updated memory limit (the
+    /// adapter's `WasmEngine::LIVE_MEMORY_LIMIT`): WasmEdge fixes it at start.
+    pub fn live_memory_limit(&self) -> bool {
+        self.name != "wasmedge"
+    }
+
     /// containerd's runtime name, `io.containerd.<engine>.v1`.
     pub fn runtime(&self) -> String {
         format!("io.containerd.{}.v1", self.name)

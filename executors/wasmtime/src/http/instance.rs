@@ -168,7 +168,7 @@ impl Proxy {
                     .err()
                     .map(|e| match (store.data().limits.exceeded, memory_limit) {
                         (Some(requested), Some(limit)) => EngineError::MemoryLimit {
-                            limit,
+                            limit: limit.bytes(),
                             requested: requested as u64,
                         },
                         _ => EngineError::Trap(format!("{e:?}")),
