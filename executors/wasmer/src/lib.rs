@@ -12,6 +12,7 @@
 
 mod artifact;
 mod limits;
+mod read_only_mounts;
 mod run;
 mod stdio;
 

@@ -12,6 +12,7 @@ use wasmer_wasix::{WasiEnv, WasiEnvBuilder, WasiError};
 use wasmpod_runtime::{EngineError, GuestContext};
 
 use crate::limits::{CappedTunables, MemoryCap};
+use crate::read_only_mounts::ReadOnlyMounts;
 use crate::stdio::HostOutput;
 
 fn other(context: &str) -> impl FnOnce(String) -> EngineError + '_ {
@@ -119,7 +120,7 @@ fn wasi_env(engine: Engine, guest: &GuestContext) -> Result<WasiEnvBuilder, Engi
     // The container's root is the process's root: WASI paths are host paths here.
     let root = host_fs::FileSystem::new(tokio::runtime::Handle::current(), "/")
         .map_err(|e| other("opening /")(e.to_string()))?;
-    builder.set_fs(Arc::new(root) as Arc<dyn virtual_fs::FileSystem + Send + Sync>);
+    builder.set_fs(Arc::new(ReadOnlyMounts(root)) as Arc<dyn virtual_fs::FileSystem + Send + Sync>);
     preopen(&mut builder, Path::new("/"), None)?;
     if guest.cwd != Path::new("/") {
         preopen(&mut builder, &guest.cwd, Some("."))?;
