@@ -77,7 +77,7 @@ impl<E: WasmEngine> Service<E> {
         let started = container::exec(self.zygote, &self.preparer()?, &opts).map_err(|e| {
             tracing::warn!(id, exec_id, error = %e, "exec failed");
             self.execs.set_failed(id, exec_id, EXEC_FAILED_CODE);
-            error(Code::INVALID_ARGUMENT, e.to_string())
+            crate::status::status(e.kind(), e.to_string())
         })?;
         tracing::info!(
             id,

@@ -41,6 +41,21 @@ struct Inner {
     /// Tasks between [`Tasks::begin_start`] and [`Tasks::finish_start`] (their TaskExit waits
     /// for their TaskStart), and whether an exit was held back meanwhile.
     starting: HashMap<String, bool>,
+    /// Ids reserved by a `Create` in flight (see [`Tasks::reserve`]).
+    creating: std::collections::HashSet<String>,
+}
+
+/// An id held by one `Create` until its task is inserted or the create failed; dropping it
+/// frees the id.
+pub struct Reservation {
+    tasks: Arc<Tasks>,
+    id: String,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.tasks.lock().creating.remove(&self.id);
+    }
 }
 
 #[derive(Default)]
@@ -70,8 +85,18 @@ impl Tasks {
         self.lock().tasks.get(id).cloned()
     }
 
-    pub fn contains(&self, id: &str) -> bool {
-        self.lock().tasks.contains_key(id)
+    /// Reserves `id` for one `Create`, before it does any work; `None` when a task of that id
+    /// exists or another `Create` holds it. The loser of two concurrent `Create`s of one id thus
+    /// fails before it touches anything, and so cannot undo the winner's container.
+    pub fn reserve(self: &Arc<Self>, id: &str) -> Option<Reservation> {
+        let mut inner = self.lock();
+        if inner.tasks.contains_key(id) || !inner.creating.insert(id.to_string()) {
+            return None;
+        }
+        Some(Reservation {
+            tasks: self.clone(),
+            id: id.to_string(),
+        })
     }
 
     /// Removing wakes waiters, who then report the task gone instead of blocking forever.
@@ -131,6 +156,7 @@ impl Tasks {
             tasks,
             unclaimed,
             starting,
+            ..
         } = &mut *inner;
         let found = tasks
             .values_mut()
@@ -217,6 +243,24 @@ mod tests {
         assert!(tasks.record_exit(43, 137).is_some());
         tasks.begin_start("dead");
         assert!(tasks.finish_start("dead").is_none());
+    }
+
+    #[test]
+    fn an_id_is_reserved_by_one_create_at_a_time() {
+        let tasks = Arc::new(Tasks::default());
+        let first = tasks.reserve("c").expect("a free id");
+        assert!(tasks.reserve("c").is_none(), "reserved twice");
+        assert!(tasks.reserve("other").is_some());
+        tasks.insert(task("c", 7));
+        drop(first);
+        assert!(tasks.reserve("c").is_none(), "a task of that id exists");
+        tasks.remove("c");
+        let again = tasks.reserve("c");
+        assert!(again.is_some(), "free again after its task is gone");
+        drop(again);
+        // A failed create frees the id.
+        drop(tasks.reserve("d"));
+        assert!(tasks.reserve("d").is_some());
     }
 
     fn task(id: &str, pid: i32) -> Task {
