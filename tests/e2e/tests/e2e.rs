@@ -75,6 +75,8 @@ mod spec_features;
 mod start_path;
 #[path = "../cases/support.rs"]
 mod support;
+#[path = "../cases/task_api.rs"]
+mod task_api;
 #[path = "../cases/wasm.rs"]
 mod wasm;
 #[path = "../cases/workflow.rs"]
@@ -113,5 +115,6 @@ fn main() {
     all.extend(node_install::cases());
     all.extend(custom_host::cases());
     all.extend(workflow::cases());
+    all.extend(task_api::cases());
     runner::main(all);
 }
