@@ -110,7 +110,10 @@ fn reap_children(root: &Path, tasks: &Tasks, execs: &Execs, events: &Events) {
             }
         };
         match execs.record_exit(pid.as_raw(), code, tasks) {
-            Exited::Task(task) => publish_exit(root, &task, events),
+            Exited::Task(task) => {
+                publish_exit(root, &task, events);
+                tasks.exit_published(&task.id);
+            }
             Exited::Exec(exec) => {
                 tracing::info!(id = %exec.id, exec_id = %exec.exec_id, code, "exec exited");
                 events.exec_exited(&exec);

@@ -220,6 +220,7 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
         }
         if let Some(exited) = self.tasks.finish_start(&req.id) {
             crate::daemon::publish_exit(&self.root, &exited, &self.events);
+            self.tasks.exit_published(&exited.id);
         }
         started?;
         Ok(api::StartResponse {

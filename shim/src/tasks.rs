@@ -1,6 +1,6 @@
 //! The shim's table of containers: state, pid and exit status, and waiting for an exit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -42,7 +42,11 @@ struct Inner {
     /// for their TaskStart), and whether an exit was held back meanwhile.
     starting: HashMap<String, bool>,
     /// Ids reserved by a `Create` in flight (see [`Tasks::reserve`]).
-    creating: std::collections::HashSet<String>,
+    creating: HashSet<String>,
+    /// Tasks whose exit is recorded but whose TaskExit is not published yet: `Wait` holds its
+    /// answer until [`Tasks::exit_published`], so a Delete that follows it publishes TaskDelete
+    /// after TaskExit.
+    exit_unpublished: HashSet<String>,
 }
 
 /// An id held by one `Create` until its task is inserted or the create failed; dropping it
@@ -101,7 +105,10 @@ impl Tasks {
 
     /// Removing wakes waiters, who then report the task gone instead of blocking forever.
     pub fn remove(&self, id: &str) -> Option<Task> {
-        let removed = self.lock().tasks.remove(id);
+        let mut inner = self.lock();
+        inner.exit_unpublished.remove(id);
+        let removed = inner.tasks.remove(id);
+        drop(inner);
         self.exited.notify_all();
         removed
     }
@@ -144,8 +151,8 @@ impl Tasks {
     }
 
     /// Records the exit of `pid`; returns the task it belonged to, whose TaskExit the caller
-    /// publishes. `None` for a pid of no task, and for a task being started (see
-    /// [`Tasks::begin_start`]).
+    /// publishes, then calls [`Tasks::exit_published`]. `None` for a pid of no task, and for a
+    /// task being started (see [`Tasks::begin_start`]: its starter publishes).
     pub fn record_exit(&self, pid: i32, code: i32) -> Option<Task> {
         let exit = Exit {
             code: code as u32,
@@ -156,6 +163,7 @@ impl Tasks {
             tasks,
             unclaimed,
             starting,
+            exit_unpublished,
             ..
         } = &mut *inner;
         let found = tasks
@@ -165,6 +173,7 @@ impl Tasks {
             Some(task) => {
                 task.status = Status::STOPPED;
                 task.exit = Some(exit);
+                exit_unpublished.insert(task.id.clone());
                 match starting.get_mut(&task.id) {
                     Some(held_back) => {
                         *held_back = true;
@@ -193,13 +202,22 @@ impl Tasks {
         Some(inner.unclaimed.remove(i).1)
     }
 
-    /// Blocks until the task has exited; `None` if it does not exist (anymore).
+    /// The TaskExit of `id` is out: its `Wait`s may answer now.
+    pub fn exit_published(&self, id: &str) {
+        self.lock().exit_unpublished.remove(id);
+        self.exited.notify_all();
+    }
+
+    /// Blocks until the task has exited and its TaskExit is published; `None` if it does not
+    /// exist (anymore).
     pub fn wait_exit(&self, id: &str) -> Option<Exit> {
         let mut inner = self.lock();
         loop {
             match inner.tasks.get(id) {
                 None => return None,
-                Some(Task { exit: Some(e), .. }) => return Some(e.clone()),
+                Some(Task { exit: Some(e), .. }) if !inner.exit_unpublished.contains(id) => {
+                    return Some(e.clone())
+                }
                 Some(_) => {}
             }
             inner = self.exited.wait(inner).unwrap_or_else(|p| p.into_inner());
@@ -286,6 +304,12 @@ mod tests {
         let waiter = std::thread::spawn(move || t2.wait_exit("a"));
         std::thread::sleep(std::time::Duration::from_millis(20));
         assert_eq!(tasks.record_exit(10, 143).map(|t| t.id), Some("a".into()));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            !waiter.is_finished(),
+            "Wait answered before TaskExit was out"
+        );
+        tasks.exit_published("a");
         assert_eq!(waiter.join().unwrap().map(|e| e.code), Some(143));
     }
 

@@ -23,6 +23,7 @@ pub fn cases() -> Vec<Case> {
         task_api_unavailable_when_containerd_is_unreachable,
         task_api_concurrent_creates_of_one_id,
         task_api_zygote_killed_is_replaced,
+        task_api_two_hundred_quick_guests_events_in_order,
     ]
 }
 
@@ -350,4 +351,80 @@ fn the_zygote(shim: &DirectShim, containers: &[u32]) -> Result<u32> {
             shim.pid()
         ),
     }
+}
+
+/// 200 containers whose guest ends at once (half wasm, half native), created, started, waited
+/// for and deleted by 4 clients at a time in one shim: `ctr events` sees each one's TaskCreate,
+/// TaskStart, TaskExit and TaskDelete, once each and in that order.
+fn task_api_two_hundred_quick_guests_events_in_order(env: &Env) -> Result<()> {
+    const CONTAINERS: usize = 200;
+    const CLIENTS: usize = 4;
+    env.require_shim()?;
+    let group = env.unique_id("quick-group");
+    let first = Bundle::new(env, &group, &["/bin/busybox", "true"])?;
+    let shim = DirectShim::start(env, &first, &group)?;
+    let mut events = env.ctr().spawn(&["events"], false)?;
+    // `ctr events` subscribes asynchronously; give it a moment before the first container.
+    std::thread::sleep(Duration::from_millis(500));
+    let ids: Vec<String> = (0..CONTAINERS)
+        .map(|n| env.unique_id(&format!("quick-{n}")))
+        .collect();
+    let results: Vec<Result<()>> = std::thread::scope(|scope| {
+        let clients: Vec<_> = ids
+            .chunks(CONTAINERS / CLIENTS)
+            .enumerate()
+            .map(|(client, chunk)| {
+                let shim = &shim;
+                scope.spawn(move || -> Result<()> {
+                    for (n, id) in chunk.iter().enumerate() {
+                        let wasm = (client + n) % 2 == 0;
+                        let args: &[&str] = if wasm {
+                            &["/m.wat"]
+                        } else {
+                            &["/bin/busybox", "true"]
+                        };
+                        let bundle = Bundle::new(env, id, args)?;
+                        bundle.write("m.wat", MODULE.as_bytes())?;
+                        let call = |what: &str, e: containerd_shim_protos::ttrpc::Error| {
+                            anyhow::anyhow!("{id}: {what}: {:?}: {}", code_of(&e), message_of(&e))
+                        };
+                        shim.create(id, &bundle).map_err(|e| call("Create", e))?;
+                        shim.start_task(id).map_err(|e| call("Start", e))?;
+                        let code = shim.wait(id).map_err(|e| call("Wait", e))?;
+                        ensure!(code == 0, "{id} exited {code}");
+                        shim.delete(id).map_err(|e| call("Delete", e))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .map(|c| c.join().unwrap_or_else(|_| bail!("client panicked")))
+            .collect()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    events.kill();
+    let out = events.wait(Duration::from_secs(5))?;
+    for result in results {
+        result?;
+    }
+    let mut failures = Vec::new();
+    for id in &ids {
+        let ours: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|l| l.contains(&format!("\"container_id\":\"{id}\"")))
+            .collect();
+        if let Err(e) = crate::spec_features::ensure_lifecycle_order(id, &ours) {
+            failures.push(format!("{e:#}"));
+        }
+    }
+    ensure!(
+        failures.is_empty(),
+        "{} of {CONTAINERS} containers: {}",
+        failures.len(),
+        failures.join("; ")
+    );
+    Ok(())
 }
