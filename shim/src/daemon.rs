@@ -86,7 +86,7 @@ fn with_umask<T>(mask: Mode, f: impl FnOnce() -> T) -> T {
 
 /// Reaps every child: container inits and exec processes are reparented to us (a child
 /// subreaper) when their zygote worker exits.
-fn reap_children(root: &Path, tasks: &Tasks, execs: &Execs, events: &Events) {
+fn reap_children(root: &Path, tasks: &Tasks, execs: &Execs, events: &Events, zygote: &Zygote) {
     loop {
         let (pid, code) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(pid, code)) => {
@@ -109,6 +109,15 @@ fn reap_children(root: &Path, tasks: &Tasks, execs: &Execs, events: &Events) {
                 return;
             }
         };
+        // Not a container: its exit must not wait as unclaimed for a container given its pid.
+        if pid == zygote.pid() {
+            tracing::warn!(
+                zygote = pid.as_raw(),
+                code,
+                "the zygote ended; the next Create starts a fresh one"
+            );
+            continue;
+        }
         match execs.record_exit(pid.as_raw(), code, tasks) {
             Exited::Task(task) => {
                 publish_exit(root, &task, events);
@@ -136,6 +145,7 @@ pub(crate) fn publish_exit(root: &Path, task: &crate::tasks::Task, events: &Even
 }
 
 fn spawn_signal_thread(
+    zygote: &'static Zygote,
     signals: SigSet,
     root: PathBuf,
     tasks: Arc<Tasks>,
@@ -146,7 +156,7 @@ fn spawn_signal_thread(
         .name("signals".into())
         .spawn(move || loop {
             match signals.wait() {
-                Ok(Signal::SIGCHLD) => reap_children(&root, &tasks, &execs, &events),
+                Ok(Signal::SIGCHLD) => reap_children(&root, &tasks, &execs, &events, zygote),
                 // containerd stops shims through Shutdown; a stray TERM must not orphan containers.
                 Ok(sig) => tracing::info!(signal = %sig, "ignoring signal"),
                 Err(e) => tracing::warn!(error = %e, "sigwait"),
@@ -182,6 +192,7 @@ pub fn run<E: WasmEngine>(flags: &Flags, zygote: &'static Zygote) -> anyhow::Res
         Arc::new(Lifetime::new(&flags.socket, exit.clone())),
     );
     spawn_signal_thread(
+        zygote,
         signals,
         service.root.clone(),
         service.tasks.clone(),

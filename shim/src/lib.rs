@@ -61,7 +61,8 @@ fn fail(engine: &str, e: impl std::fmt::Display) -> ! {
 }
 
 /// The `main` of `containerd-shim-<E::NAME>-v1`: parses containerd's shim flags and runs the
-/// action they ask for (`start`, `delete`, the daemon with `-socket`, or a compile process).
+/// action they ask for (`start`, `delete`, the daemon with `-socket`), or serves as a compile
+/// process or as a fresh zygote when the daemon executes itself as one.
 /// Returns when the action is done; a failure is printed on stderr (containerd shows it to the
 /// user) and ends the process with exit code 1.
 pub fn run<E: WasmEngine>() {

@@ -4,7 +4,9 @@
 //! shim (ttrpc workers, the reaper) is undefined behaviour: another thread may hold the
 //! allocator or a logger lock at fork time. So the shim never forks; it asks the zygote, which
 //! forks one short-lived worker per container. Workers run concurrently, and the container's
-//! init is reparented to the shim (a child subreaper) when its worker exits.
+//! init is reparented to the shim (a child subreaper) when its worker exits. A zygote that
+//! dies is replaced on the next request by the shim binary executed again in zygote mode
+//! (see `respawn`); a worker's failure comes back with its [`ErrorKind`].
 
 mod prepared;
 mod protocol;

@@ -41,6 +41,10 @@ pub(super) fn exec_zygote() -> std::io::Result<(OwnedFd, Pid)> {
     let (ours, theirs) = seqpacket_pair().map_err(std::io::Error::from)?;
     let fd = theirs.as_raw_fd();
     let mut command = Command::new("/proc/self/exe");
+    // Named like the shim in `ps`, not `/proc/self/exe`.
+    if let Some(name) = std::env::args_os().next() {
+        command.arg0(name);
+    }
     command
         .arg(ZYGOTE_ARG)
         .arg(fd.to_string())

@@ -320,10 +320,10 @@ fn task_api_zygote_killed_is_replaced(env: &Env) -> Result<()> {
         "the fresh zygote's environment should be clean: {:?}",
         String::from_utf8_lossy(&environ)
     );
+    let log = shim.log();
     ensure!(
-        shim.log().contains("started a fresh one"),
-        "the shim did not log the replacement:\n{}",
-        shim.log()
+        log.contains("the zygote ended") && log.contains("started a fresh one"),
+        "the shim did not log the zygote's end and its replacement:\n{log}"
     );
 
     shim.kill(&id, libc::SIGKILL as u32)

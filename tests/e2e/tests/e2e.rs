@@ -81,6 +81,8 @@ mod task_api;
 mod wasm;
 #[path = "../cases/workflow.rs"]
 mod workflow;
+#[path = "../cases/zygote.rs"]
+mod zygote;
 
 fn main() {
     let mut all = Vec::new();
@@ -116,5 +118,6 @@ fn main() {
     all.extend(custom_host::cases());
     all.extend(workflow::cases());
     all.extend(task_api::cases());
+    all.extend(zygote::cases());
     runner::main(all);
 }
