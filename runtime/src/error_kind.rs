@@ -40,3 +40,34 @@ impl ErrorKind {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use libcontainer::container::ContainerStatus;
+    use libcontainer::error::LibcontainerError;
+
+    use super::ErrorKind;
+
+    #[test]
+    fn libcontainer_failures_keep_their_meaning() {
+        let cases = [
+            (LibcontainerError::Exist, ErrorKind::AlreadyExists),
+            (
+                LibcontainerError::IncorrectStatus(ContainerStatus::Running),
+                ErrorKind::FailedPrecondition,
+            ),
+            (LibcontainerError::NoDirectory, ErrorKind::NotFound),
+            (
+                LibcontainerError::InvalidInput("bad".into()),
+                ErrorKind::InvalidArgument,
+            ),
+            (
+                LibcontainerError::OtherIO(std::io::Error::other("disk")),
+                ErrorKind::Internal,
+            ),
+        ];
+        for (error, kind) in cases {
+            assert_eq!(ErrorKind::of_libcontainer(&error), kind, "{error:?}");
+        }
+    }
+}

@@ -263,3 +263,38 @@ fn receive(socket: &OwnedFd) -> nix::Result<Option<Received>> {
         oom_report: fds.next(),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zygote_out_of_reach_is_unavailable_and_a_workers_kind_is_kept() {
+        assert_eq!(
+            ZygoteError::Io(nix::Error::EPIPE).kind(),
+            ErrorKind::Unavailable
+        );
+        assert_eq!(ZygoteError::NoReply.kind(), ErrorKind::Internal);
+        let refused = ZygoteError::Create {
+            kind: ErrorKind::InvalidArgument,
+            message: "m.wat: export `nope` not found".into(),
+        };
+        assert_eq!(refused.kind(), ErrorKind::InvalidArgument);
+        assert_eq!(refused.to_string(), "m.wat: export `nope` not found");
+    }
+
+    #[test]
+    fn a_failed_reply_carries_its_kind_across() {
+        let reply = protocol::Failure::invalid("bad module")
+            .context("/m.wasm")
+            .into_reply();
+        let bytes = serde_json::to_vec(&reply).unwrap();
+        match serde_json::from_slice(&bytes).unwrap() {
+            CreateReply::Failed { kind, error } => {
+                assert_eq!(kind, ErrorKind::InvalidArgument);
+                assert_eq!(error, "/m.wasm: bad module");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -11,6 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::sys::signal::SigSet;
 use nix::sys::socket::{getsockopt, sockopt, SockType};
 use nix::unistd::Pid;
 
@@ -99,5 +100,10 @@ pub fn serve_inherited<E: WasmEngine>(fd_arg: &str) -> Result<Infallible, Zygote
     if threads != 1 {
         return Err(ZygoteError::Threaded(threads));
     }
+    // The exec kept the mask of the shim thread that started us (SIGCHLD, SIGTERM and SIGINT
+    // blocked, for the shim's signal thread); containers must not inherit it.
+    SigSet::empty()
+        .thread_set_mask()
+        .map_err(|e| bad(format!("clearing the signal mask: {e}")))?;
     worker::serve::<E>(socket, worker::Parent::Executed)
 }

@@ -320,6 +320,21 @@ fn task_api_zygote_killed_is_replaced(env: &Env) -> Result<()> {
         "the fresh zygote's environment should be clean: {:?}",
         String::from_utf8_lossy(&environ)
     );
+    // The shim's threads block SIGCHLD, SIGTERM and SIGINT; its zygote and their containers
+    // must not inherit that mask (a container would ignore `kill -TERM` forever).
+    let third = env.unique_id("after-zygote-native");
+    let native = Bundle::new(env, &third, &["/bin/busybox", "sleep", "300"])?;
+    let third_pid = shim
+        .create(&third, &native)
+        .map_err(|e| anyhow::anyhow!("Create: {}", message_of(&e)))?;
+    for pid in [fresh, third_pid] {
+        let blocked = blocked_signals(pid)?;
+        ensure!(
+            blocked == 0,
+            "process {pid} made by the fresh zygote blocks signals {blocked:#x}"
+        );
+    }
+
     let log = shim.log();
     ensure!(
         log.contains("the zygote ended") && log.contains("started a fresh one"),
@@ -427,4 +442,15 @@ fn task_api_two_hundred_quick_guests_events_in_order(env: &Env) -> Result<()> {
         failures.join("; ")
     );
     Ok(())
+}
+
+/// `SigBlk` of `/proc/PID/status`: the blocked signals' mask.
+fn blocked_signals(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .with_context(|| format!("no SigBlk in /proc/{pid}/status"))?;
+    u64::from_str_radix(mask.trim(), 16).with_context(|| format!("SigBlk {mask:?}"))
 }
