@@ -94,6 +94,9 @@ impl<E: WasmEngine> Service<E> {
         if exec.exit.is_some() {
             // It finished before we could record its pid; the reaper parked its exit for us.
             self.events.exec_exited(&exec);
+        } else if let Some(exited) = self.execs.finish_start(id, exec_id) {
+            // It finished while we published TaskExecStarted; the reaper left its exit to us.
+            self.events.exec_exited(&exited);
         }
         Ok(api::StartResponse {
             pid: started.pid as u32,

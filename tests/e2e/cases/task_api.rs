@@ -24,6 +24,7 @@ pub fn cases() -> Vec<Case> {
         task_api_concurrent_creates_of_one_id,
         task_api_zygote_killed_is_replaced,
         task_api_two_hundred_quick_guests_events_in_order,
+        task_api_quick_execs_started_before_their_exit,
     ]
 }
 
@@ -453,4 +454,65 @@ fn blocked_signals(pid: u32) -> Result<u64> {
         .find_map(|l| l.strip_prefix("SigBlk:"))
         .with_context(|| format!("no SigBlk in /proc/{pid}/status"))?;
     u64::from_str_radix(mask.trim(), 16).with_context(|| format!("SigBlk {mask:?}"))
+}
+
+/// 50 execs that end at once in a running container: for each, `ctr events` sees
+/// TaskExecAdded, TaskExecStarted, then its TaskExit, once each.
+fn task_api_quick_execs_started_before_their_exit(env: &Env) -> Result<()> {
+    const EXECS: usize = 50;
+    env.require_shim()?;
+    let id = env.unique_id("quick-execs");
+    let bundle = Bundle::new(env, &id, &["/bin/busybox", "sleep", "300"])?;
+    let shim = DirectShim::start(env, &bundle, &id)?;
+    shim.create(&id, &bundle)
+        .map_err(|e| anyhow::anyhow!("Create: {}", message_of(&e)))?;
+    shim.start_task(&id)
+        .map_err(|e| anyhow::anyhow!("Start: {}", message_of(&e)))?;
+    let mut events = env.ctr().spawn(&["events"], false)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let exec_ids: Vec<String> = (0..EXECS)
+        .map(|n| env.unique_id(&format!("quick-exec-{n}")))
+        .collect();
+    let mut failures = Vec::new();
+    for exec_id in &exec_ids {
+        let call = |what: &str, e: containerd_shim_protos::ttrpc::Error| {
+            format!("{exec_id}: {what}: {:?}: {}", code_of(&e), message_of(&e))
+        };
+        let ran = shim
+            .exec(&id, exec_id, &["/bin/busybox", "true"])
+            .map_err(|e| call("Exec/Start", e))
+            .and_then(|_| {
+                shim.wait_and_delete_exec(&id, exec_id)
+                    .map_err(|e| call("Wait/Delete", e))
+            });
+        match ran {
+            Ok(0) => {}
+            Ok(code) => failures.push(format!("{exec_id} exited {code}")),
+            Err(e) => failures.push(e),
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    events.kill();
+    let out = events.wait(Duration::from_secs(5))?;
+    const ORDER: [&str; 3] = ["/tasks/exec-added ", "/tasks/exec-started ", "/tasks/exit "];
+    for exec_id in &exec_ids {
+        let seen: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|l| l.contains(&format!("\"{exec_id}\"")))
+            .filter_map(|l| ORDER.iter().copied().find(|t| l.contains(t)))
+            .collect();
+        if seen != ORDER {
+            failures.push(format!(
+                "{exec_id}: events came as {seen:?}, want {ORDER:?}"
+            ));
+        }
+    }
+    ensure!(
+        failures.is_empty(),
+        "{} failures among {EXECS} execs: {}",
+        failures.len(),
+        failures.join("; ")
+    );
+    Ok(())
 }

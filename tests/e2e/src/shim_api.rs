@@ -257,6 +257,52 @@ impl DirectShim {
         Ok(())
     }
 
+    /// `Exec` of `args` as `exec_id` in running task `id`, then its `Start`; returns its pid.
+    pub fn exec(&self, id: &str, exec_id: &str, args: &[&str]) -> Result<u32, ttrpc::Error> {
+        let process = json!({
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": args,
+            "env": ["PATH=/bin"],
+            "cwd": "/"
+        });
+        let spec = containerd_shim_protos::protobuf::well_known_types::any::Any {
+            type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+            value: process.to_string().into_bytes(),
+            ..Default::default()
+        };
+        let request = api::ExecProcessRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            spec: Some(spec).into(),
+            ..Default::default()
+        };
+        self.client.exec(ctx(), &request)?;
+        let start = api::StartRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            ..Default::default()
+        };
+        self.client.start(ctx(), &start).map(|r| r.pid)
+    }
+
+    /// `Wait` for exec `exec_id` of task `id`, then its `Delete`; returns its exit status.
+    pub fn wait_and_delete_exec(&self, id: &str, exec_id: &str) -> Result<u32, ttrpc::Error> {
+        let wait = api::WaitRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            ..Default::default()
+        };
+        let code = self.client.wait(ctx(), &wait)?.exit_status;
+        let delete = api::DeleteRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            ..Default::default()
+        };
+        self.client.delete(ctx(), &delete)?;
+        Ok(code)
+    }
+
     /// What the daemon logged (it was started in `bundle`).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.bundle.join("log")).unwrap_or_default()
