@@ -110,7 +110,7 @@ fn reap_children(root: &Path, tasks: &Tasks, execs: &Execs, events: &Events, zyg
             }
         };
         // Not a container: its exit must not wait as unclaimed for a container given its pid.
-        if pid == zygote.pid() {
+        if zygote.is_zygote_exit(pid) {
             tracing::warn!(
                 zygote = pid.as_raw(),
                 code,

@@ -85,6 +85,8 @@ pub struct Spawned {
 /// that finds it gone starts a fresh one (see [`respawn`]) and goes there instead.
 pub struct Zygote {
     current: Mutex<Handle>,
+    /// Replaced zygotes not reaped yet (see [`Zygote::is_zygote_exit`]).
+    retired: Mutex<Vec<Pid>>,
 }
 
 /// One zygote process and our end of its socket.
@@ -95,6 +97,8 @@ struct Handle {
     /// Counts replacements: a request that failed on generation `n` replaces it only if no
     /// other request has already.
     generation: u64,
+    /// Its exit was reaped (see [`Zygote::is_zygote_exit`]).
+    reaped: bool,
 }
 
 fn seqpacket_pair() -> nix::Result<(OwnedFd, OwnedFd)> {
@@ -125,7 +129,9 @@ impl Zygote {
                     socket: Arc::new(ours),
                     pid: child,
                     generation: 0,
+                    reaped: false,
                 }),
+                retired: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -142,6 +148,22 @@ impl Zygote {
         self.current().pid
     }
 
+    /// Whether the exit of child `pid` is a zygote's, the current one or a replaced one (each
+    /// is answered once), rather than a container's.
+    pub fn is_zygote_exit(&self, pid: Pid) -> bool {
+        {
+            let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+            if pid == current.pid && !current.reaped {
+                current.reaped = true;
+                return true;
+            }
+        }
+        let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+        let before = retired.len();
+        retired.retain(|p| *p != pid);
+        retired.len() != before
+    }
+
     /// Replaces zygote generation `dead` with a fresh one, unless another request did already;
     /// returns the zygote to use now.
     fn replace(&self, dead: &Handle) -> Result<Handle, ZygoteError> {
@@ -155,10 +177,17 @@ impl Zygote {
             zygote = pid.as_raw(),
             "the zygote is gone; started a fresh one"
         );
+        if !current.reaped {
+            self.retired
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(current.pid);
+        }
         *current = Handle {
             socket: Arc::new(socket),
             pid,
             generation: dead.generation + 1,
+            reaped: false,
         };
         Ok(current.clone())
     }
