@@ -28,8 +28,9 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
-/// A module that exports `_start` only (and no other function an entry point could name).
-const MODULE: &str = r#"(module (func (export "_start")))"#;
+/// A module whose only function is `_start` (no other function an entry point could name),
+/// with the memory every engine's WASI wants exported.
+const MODULE: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
 /// `RUNNING` in the task API's status enum.
 const RUNNING: api::Status = api::Status::RUNNING;
 
@@ -291,14 +292,18 @@ fn task_api_zygote_killed_is_replaced(env: &Env) -> Result<()> {
     let next = env.unique_id("after-zygote");
     let wasm = Bundle::new(env, &next, &["/m.wat"])?;
     wasm.write("m.wat", MODULE.as_bytes())?;
-    shim.create(&next, &wasm).map_err(|e| {
-        anyhow::anyhow!(
-            "Create after the zygote died: {:?}: {}\nshim log:\n{}",
-            code_of(&e),
-            message_of(&e),
-            shim.log()
-        )
-    })?;
+    let stderr = wasm.path().join("stderr");
+    std::fs::write(&stderr, b"")?;
+    let guest_stderr = || std::fs::read_to_string(&stderr).unwrap_or_default();
+    shim.create_with(&next, &wasm, |r| r.stderr = stderr.display().to_string())
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "Create after the zygote died: {:?}: {}\nshim log:\n{}",
+                code_of(&e),
+                message_of(&e),
+                shim.log()
+            )
+        })?;
     shim.start_task(&next)
         .map_err(|e| anyhow::anyhow!("Start after the zygote died: {}", message_of(&e)))?;
     let code = shim
@@ -306,7 +311,9 @@ fn task_api_zygote_killed_is_replaced(env: &Env) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("Wait: {}", message_of(&e)))?;
     ensure!(
         code == 0,
-        "the module created by the fresh zygote exited {code}"
+        "the module created by the fresh zygote exited {code}; its stderr: {}; shim log:\n{}",
+        guest_stderr(),
+        shim.log()
     );
 
     let fresh = the_zygote(&shim, &[running])?;
