@@ -64,6 +64,7 @@ pub mod compile;
 pub mod container;
 pub mod detect;
 pub mod engine;
+mod error_kind;
 mod executor;
 mod guest;
 pub mod memory_limit;
@@ -76,5 +77,6 @@ mod stdio;
 mod zygote;
 
 pub use engine::{EngineError, GuestContext, WasmEngine};
+pub use error_kind::ErrorKind;
 pub use memory_limit::MemoryLimit;
-pub use zygote::{Zygote, ZygoteError};
+pub use zygote::{serve_inherited as zygote_main, Zygote, ZygoteError, ZYGOTE_ARG};

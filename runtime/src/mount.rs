@@ -108,6 +108,24 @@ pub fn mount_rootfs(mounts: &[RootfsMount], target: &Path) -> Result<(), MountEr
     Ok(())
 }
 
+/// Unmounts the top `count` mounts stacked on `target` (those one caller made over someone
+/// else's); fewer mounted is fine.
+pub fn unmount_top(target: &Path, count: usize) -> Result<(), MountError> {
+    for _ in 0..count {
+        match umount2(target, MntFlags::MNT_DETACH) {
+            Ok(()) => {}
+            Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => return Ok(()),
+            Err(errno) => {
+                return Err(MountError::Unmount {
+                    target: target.to_path_buf(),
+                    errno,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Unmounts everything stacked on `target`; not mounted is fine.
 pub fn unmount_all(target: &Path) -> Result<(), MountError> {
     loop {

@@ -87,7 +87,14 @@ fn with_umask<T>(mask: Mode, f: impl FnOnce() -> T) -> T {
 
 /// Reaps every child: container inits and exec processes are reparented to us (a child
 /// subreaper) when their zygote worker exits.
-fn reap_children(root: &Path, tasks: &Tasks, execs: &Execs, events: &Events, oom: &OomEvents) {
+fn reap_children(
+    root: &Path,
+    tasks: &Tasks,
+    execs: &Execs,
+    events: &Events,
+    oom: &OomEvents,
+    zygote: &Zygote,
+) {
     loop {
         let (pid, code) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(pid, code)) => {
@@ -110,8 +117,20 @@ fn reap_children(root: &Path, tasks: &Tasks, execs: &Execs, events: &Events, oom
                 return;
             }
         };
+        // Not a container: its exit must not wait as unclaimed for a container given its pid.
+        if zygote.is_zygote_exit(pid) {
+            tracing::warn!(
+                zygote = pid.as_raw(),
+                code,
+                "the zygote ended; the next Create starts a fresh one"
+            );
+            continue;
+        }
         match execs.record_exit(pid.as_raw(), code, tasks) {
-            Exited::Task(task) => publish_exit(root, &task, events, oom),
+            Exited::Task(task) => {
+                publish_exit(root, &task, events, oom);
+                tasks.exit_published(&task.id);
+            }
             Exited::Exec(exec) => {
                 tracing::info!(id = %exec.id, exec_id = %exec.exec_id, code, "exec exited");
                 events.exec_exited(&exec);
@@ -136,6 +155,7 @@ pub(crate) fn publish_exit(
 }
 
 fn spawn_signal_thread(
+    zygote: &'static Zygote,
     signals: SigSet,
     root: PathBuf,
     tasks: Arc<Tasks>,
@@ -147,7 +167,7 @@ fn spawn_signal_thread(
         .name("signals".into())
         .spawn(move || loop {
             match signals.wait() {
-                Ok(Signal::SIGCHLD) => reap_children(&root, &tasks, &execs, &events, &oom),
+                Ok(Signal::SIGCHLD) => reap_children(&root, &tasks, &execs, &events, &oom, zygote),
                 // containerd stops shims through Shutdown; a stray TERM must not orphan containers.
                 Ok(sig) => tracing::info!(signal = %sig, "ignoring signal"),
                 Err(e) => tracing::warn!(error = %e, "sigwait"),
@@ -186,6 +206,7 @@ pub fn run<E: WasmEngine>(flags: &Flags, zygote: &'static Zygote) -> anyhow::Res
         Arc::new(Lifetime::new(&flags.socket, exit.clone())),
     );
     spawn_signal_thread(
+        zygote,
         signals,
         service.root.clone(),
         service.tasks.clone(),

@@ -96,7 +96,7 @@ impl<E: WasmEngine> Service<E> {
         let started = container::exec(self.zygote, &self.preparer()?, &opts).map_err(|e| {
             tracing::warn!(id, exec_id, error = %e, "exec failed");
             self.execs.set_failed(id, exec_id, EXEC_FAILED_CODE);
-            error(Code::INVALID_ARGUMENT, e.to_string())
+            crate::status::status(e.kind(), e.to_string())
         })?;
         tracing::info!(
             id,
@@ -113,6 +113,9 @@ impl<E: WasmEngine> Service<E> {
         if exec.exit.is_some() {
             // It finished before we could record its pid; the reaper parked its exit for us.
             self.events.exec_exited(&exec);
+        } else if let Some(exited) = self.execs.finish_start(id, exec_id) {
+            // It finished while we published TaskExecStarted; the reaper left its exit to us.
+            self.events.exec_exited(&exited);
         }
         Ok(api::StartResponse {
             pid: started.pid as u32,

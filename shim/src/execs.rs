@@ -29,6 +29,10 @@ type Key = (String, String);
 pub struct Execs {
     inner: Mutex<HashMap<Key, ExecProcess>>,
     exited: Condvar,
+    /// Execs between [`Execs::set_started`] and [`Execs::finish_start`] (their exit waits for
+    /// their TaskExecStarted), and whether an exit was held back meanwhile. Locked after
+    /// `inner`, never before.
+    starting: Mutex<HashMap<Key, bool>>,
 }
 
 fn key(id: &str, exec_id: &str) -> Key {
@@ -83,7 +87,9 @@ impl Execs {
 
     /// Records the started pid. An exit the reaper saw before this (a short exec) is parked in
     /// the task table's unclaimed exits; holding our lock across both closes the race with
-    /// [`Execs::record_exit`].
+    /// [`Execs::record_exit`]. Without such an exit, the exec is starting until
+    /// [`Execs::finish_start`]: an exit meanwhile is recorded, its publishing left to the
+    /// starter, after TaskExecStarted.
     pub fn set_started(
         &self,
         id: &str,
@@ -98,6 +104,8 @@ impl Execs {
         if let Some(exit) = tasks.take_unclaimed(pid) {
             exec.status = Status::STOPPED;
             exec.exit = Some(exit);
+        } else {
+            self.lock_starting().insert(key(id, exec_id), false);
         }
         let exec = exec.clone();
         drop(map);
@@ -117,13 +125,39 @@ impl Execs {
                 at: SystemTime::now(),
             });
             let exec = exec.clone();
+            let held_back = self
+                .lock_starting()
+                .get_mut(&key(&exec.id, &exec.exec_id))
+                .map(|held| *held = true)
+                .is_some();
             drop(map);
             self.exited.notify_all();
-            return Exited::Exec(exec);
+            return if held_back {
+                Exited::Unknown
+            } else {
+                Exited::Exec(exec)
+            };
         }
         let task = tasks.record_exit(pid, code);
         drop(map);
         task.map_or(Exited::Unknown, Exited::Task)
+    }
+
+    /// Ends the start of an exec; returns it when it exited meanwhile: its exit, held back by
+    /// [`Execs::record_exit`], is now the caller's to publish (after TaskExecStarted).
+    pub fn finish_start(&self, id: &str, exec_id: &str) -> Option<ExecProcess> {
+        let map = self.lock();
+        let held_back = self
+            .lock_starting()
+            .remove(&key(id, exec_id))
+            .unwrap_or(false);
+        held_back
+            .then(|| map.get(&key(id, exec_id)).cloned())
+            .flatten()
+    }
+
+    fn lock_starting(&self) -> MutexGuard<'_, HashMap<Key, bool>> {
+        self.starting.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn wait_exit(&self, id: &str, exec_id: &str) -> Option<Exit> {
@@ -143,4 +177,59 @@ pub enum Exited {
     Task(crate::tasks::Task),
     Exec(ExecProcess),
     Unknown,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exec(pid: i32) -> ExecProcess {
+        ExecProcess {
+            id: "c".into(),
+            exec_id: "e".into(),
+            pid,
+            status: Status::CREATED,
+            exit: None,
+            stdin: String::new(),
+            stdout: String::new(),
+            stderr: String::new(),
+            spec: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_exit_during_start_is_left_to_the_starter() {
+        let (execs, tasks) = (Execs::default(), Tasks::default());
+        assert!(execs.add(exec(0)));
+        let started = execs.set_started("c", "e", 50, &tasks).unwrap();
+        assert!(started.exit.is_none());
+        assert!(
+            matches!(execs.record_exit(50, 3, &tasks), Exited::Unknown),
+            "the exec's exit before its TaskExecStarted"
+        );
+        let exited = execs
+            .finish_start("c", "e")
+            .expect("the exit, for the starter");
+        assert_eq!(exited.exit.map(|e| e.code), Some(3));
+        assert!(execs.finish_start("c", "e").is_none(), "published once");
+    }
+
+    #[test]
+    fn after_the_start_the_reaper_publishes() {
+        let (execs, tasks) = (Execs::default(), Tasks::default());
+        assert!(execs.add(exec(0)));
+        execs.set_started("c", "e", 51, &tasks).unwrap();
+        assert!(execs.finish_start("c", "e").is_none());
+        assert!(matches!(execs.record_exit(51, 0, &tasks), Exited::Exec(_)));
+    }
+
+    #[test]
+    fn an_exit_before_the_start_is_published_by_the_starter_once() {
+        let (execs, tasks) = (Execs::default(), Tasks::default());
+        assert!(execs.add(exec(0)));
+        assert!(matches!(execs.record_exit(52, 1, &tasks), Exited::Unknown));
+        let started = execs.set_started("c", "e", 52, &tasks).unwrap();
+        assert_eq!(started.exit.map(|e| e.code), Some(1));
+        assert!(execs.finish_start("c", "e").is_none());
+    }
 }

@@ -45,6 +45,7 @@ mod pause;
 mod service;
 mod start;
 mod start_lock;
+mod status;
 mod tasks;
 mod update;
 
@@ -61,7 +62,8 @@ fn fail(engine: &str, e: impl std::fmt::Display) -> ! {
 }
 
 /// The `main` of `containerd-shim-<E::NAME>-v1`: parses containerd's shim flags and runs the
-/// action they ask for (`start`, `delete`, the daemon with `-socket`, or a compile process).
+/// action they ask for (`start`, `delete`, the daemon with `-socket`), or serves as a compile
+/// process or as a fresh zygote when the daemon executes itself as one.
 /// Returns when the action is done; a failure is printed on stderr (containerd shows it to the
 /// user) and ends the process with exit code 1.
 pub fn run<E: WasmEngine>() {
@@ -69,6 +71,14 @@ pub fn run<E: WasmEngine>() {
     // A compile process (see `wasmpod_runtime::compile`): before anything else of the shim.
     if args.get(1).map(String::as_str) == Some(wasmpod_runtime::compile::COMPILE_ARG) {
         wasmpod_runtime::compile::child::main::<E>();
+    }
+    // A fresh zygote (see `wasmpod_runtime::Zygote`): single-threaded from its first line.
+    if args.get(1).map(String::as_str) == Some(wasmpod_runtime::ZYGOTE_ARG) {
+        let fd = args.get(2).map_or("", String::as_str);
+        match wasmpod_runtime::zygote_main::<E>(fd) {
+            Ok(never) => match never {},
+            Err(e) => fail(E::NAME, e),
+        }
     }
     let flags = containerd_shim::parse(args.get(1..).unwrap_or_default())
         .unwrap_or_else(|e| fail(E::NAME, e));

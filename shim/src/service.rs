@@ -22,6 +22,7 @@ use crate::execs::Execs;
 use crate::image_layers::ImageLayers;
 use crate::lifetime::Lifetime;
 use crate::oom_watch::OomEvents;
+use crate::status::status;
 use crate::tasks::{Task, Tasks};
 
 pub struct Service<E: WasmEngine> {
@@ -44,19 +45,7 @@ pub fn error(code: Code, msg: impl Into<String>) -> ttrpc::Error {
 
 /// The ttrpc status for a lifecycle failure: unknown container, wrong state, or internal.
 pub(crate) fn lifecycle_error(e: container::LifecycleError) -> ttrpc::Error {
-    let code = match &e {
-        container::LifecycleError::NotFound { .. } => Code::NOT_FOUND,
-        container::LifecycleError::Libcontainer { source, .. }
-            if matches!(
-                **source,
-                libcontainer::error::LibcontainerError::IncorrectStatus(_)
-            ) =>
-        {
-            Code::FAILED_PRECONDITION
-        }
-        _ => Code::INTERNAL,
-    };
-    error(code, e.to_string())
+    status(e.kind(), e.to_string())
 }
 
 pub(crate) fn not_found(id: &str) -> ttrpc::Error {
@@ -139,17 +128,11 @@ impl<E: WasmEngine> Service<E> {
                 "this shim is shutting down; retry the container",
             )
         })?;
-        if self.tasks.contains(&req.id) {
-            return Err(error(
-                Code::ALREADY_EXISTS,
-                format!("container {} exists", req.id),
-            ));
-        }
         let bundle = Path::new(&req.bundle);
         let image_module = self
             .image_layers
             .module_for(&req.id, bundle, E::SUPPORTS_COMPONENTS)
-            .map_err(|e| error(Code::INVALID_ARGUMENT, e.to_string()))?;
+            .map_err(|e| status(e.kind(), e.to_string()))?;
         let mounts: Vec<RootfsMount> = req
             .rootfs
             .iter()
@@ -175,8 +158,8 @@ impl<E: WasmEngine> Service<E> {
             image_module: image_module.as_ref(),
         };
         let created = container::create(self.zygote, &self.preparer()?, &opts).map_err(|e| {
-            tracing::warn!(id = %req.id, error = %e, "create failed");
-            error(Code::INVALID_ARGUMENT, e.to_string())
+            tracing::warn!(id = %req.id, error = %e, kind = ?e.kind(), "create failed");
+            status(e.kind(), e.to_string())
         })?;
         tracing::info!(id = %req.id, pid = created.pid, wasm = created.wasm, "container created");
         Ok(Task {
@@ -208,6 +191,11 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
         _ctx: &TtrpcContext,
         req: api::CreateTaskRequest,
     ) -> TtrpcResult<api::CreateTaskResponse> {
+        // Held until the task is in the table: a concurrent Create of this id fails untouched.
+        let _reserved = self
+            .tasks
+            .reserve(&req.id)
+            .ok_or_else(|| error(Code::ALREADY_EXISTS, format!("container {} exists", req.id)))?;
         let task = self.do_create(&req)?;
         let pid = task.pid as u32;
         self.tasks.insert(task.clone());
@@ -237,6 +225,7 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
         }
         if let Some(exited) = self.tasks.finish_start(&req.id) {
             crate::daemon::publish_exit(&self.root, &exited, &self.events, &self.oom);
+            self.tasks.exit_published(&exited.id);
         }
         started?;
         Ok(api::StartResponse {

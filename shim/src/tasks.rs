@@ -1,6 +1,6 @@
 //! The shim's table of containers: state, pid and exit status, and waiting for an exit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -41,6 +41,25 @@ struct Inner {
     /// Tasks between [`Tasks::begin_start`] and [`Tasks::finish_start`] (their TaskExit waits
     /// for their TaskStart), and whether an exit was held back meanwhile.
     starting: HashMap<String, bool>,
+    /// Ids reserved by a `Create` in flight (see [`Tasks::reserve`]).
+    creating: HashSet<String>,
+    /// Tasks whose exit is recorded but whose TaskExit is not published yet: `Wait` holds its
+    /// answer until [`Tasks::exit_published`], so a Delete that follows it publishes TaskDelete
+    /// after TaskExit.
+    exit_unpublished: HashSet<String>,
+}
+
+/// An id held by one `Create` until its task is inserted or the create failed; dropping it
+/// frees the id.
+pub struct Reservation {
+    tasks: Arc<Tasks>,
+    id: String,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.tasks.lock().creating.remove(&self.id);
+    }
 }
 
 #[derive(Default)]
@@ -70,13 +89,26 @@ impl Tasks {
         self.lock().tasks.get(id).cloned()
     }
 
-    pub fn contains(&self, id: &str) -> bool {
-        self.lock().tasks.contains_key(id)
+    /// Reserves `id` for one `Create`, before it does any work; `None` when a task of that id
+    /// exists or another `Create` holds it. The loser of two concurrent `Create`s of one id thus
+    /// fails before it touches anything, and so cannot undo the winner's container.
+    pub fn reserve(self: &Arc<Self>, id: &str) -> Option<Reservation> {
+        let mut inner = self.lock();
+        if inner.tasks.contains_key(id) || !inner.creating.insert(id.to_string()) {
+            return None;
+        }
+        Some(Reservation {
+            tasks: self.clone(),
+            id: id.to_string(),
+        })
     }
 
     /// Removing wakes waiters, who then report the task gone instead of blocking forever.
     pub fn remove(&self, id: &str) -> Option<Task> {
-        let removed = self.lock().tasks.remove(id);
+        let mut inner = self.lock();
+        inner.exit_unpublished.remove(id);
+        let removed = inner.tasks.remove(id);
+        drop(inner);
         self.exited.notify_all();
         removed
     }
@@ -119,8 +151,8 @@ impl Tasks {
     }
 
     /// Records the exit of `pid`; returns the task it belonged to, whose TaskExit the caller
-    /// publishes. `None` for a pid of no task, and for a task being started (see
-    /// [`Tasks::begin_start`]).
+    /// publishes, then calls [`Tasks::exit_published`]. `None` for a pid of no task, and for a
+    /// task being started (see [`Tasks::begin_start`]: its starter publishes).
     pub fn record_exit(&self, pid: i32, code: i32) -> Option<Task> {
         let exit = Exit {
             code: code as u32,
@@ -131,6 +163,8 @@ impl Tasks {
             tasks,
             unclaimed,
             starting,
+            exit_unpublished,
+            ..
         } = &mut *inner;
         let found = tasks
             .values_mut()
@@ -139,6 +173,7 @@ impl Tasks {
             Some(task) => {
                 task.status = Status::STOPPED;
                 task.exit = Some(exit);
+                exit_unpublished.insert(task.id.clone());
                 match starting.get_mut(&task.id) {
                     Some(held_back) => {
                         *held_back = true;
@@ -167,13 +202,22 @@ impl Tasks {
         Some(inner.unclaimed.remove(i).1)
     }
 
-    /// Blocks until the task has exited; `None` if it does not exist (anymore).
+    /// The TaskExit of `id` is out: its `Wait`s may answer now.
+    pub fn exit_published(&self, id: &str) {
+        self.lock().exit_unpublished.remove(id);
+        self.exited.notify_all();
+    }
+
+    /// Blocks until the task has exited and its TaskExit is published; `None` if it does not
+    /// exist (anymore).
     pub fn wait_exit(&self, id: &str) -> Option<Exit> {
         let mut inner = self.lock();
         loop {
             match inner.tasks.get(id) {
                 None => return None,
-                Some(Task { exit: Some(e), .. }) => return Some(e.clone()),
+                Some(Task { exit: Some(e), .. }) if !inner.exit_unpublished.contains(id) => {
+                    return Some(e.clone())
+                }
                 Some(_) => {}
             }
             inner = self.exited.wait(inner).unwrap_or_else(|p| p.into_inner());
@@ -219,6 +263,24 @@ mod tests {
         assert!(tasks.finish_start("dead").is_none());
     }
 
+    #[test]
+    fn an_id_is_reserved_by_one_create_at_a_time() {
+        let tasks = Arc::new(Tasks::default());
+        let first = tasks.reserve("c").expect("a free id");
+        assert!(tasks.reserve("c").is_none(), "reserved twice");
+        assert!(tasks.reserve("other").is_some());
+        tasks.insert(task("c", 7));
+        drop(first);
+        assert!(tasks.reserve("c").is_none(), "a task of that id exists");
+        tasks.remove("c");
+        let again = tasks.reserve("c");
+        assert!(again.is_some(), "free again after its task is gone");
+        drop(again);
+        // A failed create frees the id.
+        drop(tasks.reserve("d"));
+        assert!(tasks.reserve("d").is_some());
+    }
+
     fn task(id: &str, pid: i32) -> Task {
         Task {
             id: id.into(),
@@ -242,6 +304,12 @@ mod tests {
         let waiter = std::thread::spawn(move || t2.wait_exit("a"));
         std::thread::sleep(std::time::Duration::from_millis(20));
         assert_eq!(tasks.record_exit(10, 143).map(|t| t.id), Some("a".into()));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            !waiter.is_finished(),
+            "Wait answered before TaskExit was out"
+        );
+        tasks.exit_published("a");
         assert_eq!(waiter.join().unwrap().map(|e| e.code), Some(143));
     }
 

@@ -10,10 +10,11 @@ use crate::detect::{
     detect, from_image, DetectError, ImageModule, ModuleSource, WasmFormat, Workload,
 };
 use crate::engine::{EngineError, WasmEngine};
-use crate::mount::{mount_rootfs, unmount_all, MountError, RootfsMount};
+use crate::mount::{mount_rootfs, unmount_all, unmount_top, MountError, RootfsMount};
 use crate::resolve::View;
 use crate::spec::{self, SpecError};
 use crate::zygote::{CreateRequest, PreparedWorkload, Zygote, ZygoteError};
+use crate::ErrorKind;
 
 /// Why [`create`] or [`super::exec`] failed; the message is meant for the `ctr`/kubelet user.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +56,31 @@ pub enum CreateError {
     /// Creating the container's process.
     #[error(transparent)]
     Zygote(#[from] ZygoteError),
+}
+
+impl CreateError {
+    /// How the shim reports this failure: the spec, the program and the module are the
+    /// tenant's (invalid argument); files, the cache and the compile process are the node's
+    /// (internal); the zygote's failures keep the kind they crossed the process boundary with.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Spec(SpecError::Invalid { .. } | SpecError::Bad(_)) => ErrorKind::InvalidArgument,
+            Self::Spec(SpecError::Write { .. }) => ErrorKind::Internal,
+            Self::Detect(_) | Self::Module { .. } => ErrorKind::InvalidArgument,
+            Self::Source(SourceError::TooLarge { .. }) => ErrorKind::InvalidArgument,
+            Self::Source(_) => ErrorKind::Internal,
+            // Beyond the node's limits: the module asks too much, a retry will not help.
+            Self::Compile(
+                CompileError::Invalid { .. }
+                | CompileError::Memory { .. }
+                | CompileError::Timeout { .. },
+            ) => ErrorKind::InvalidArgument,
+            Self::Compile(_) | Self::Mount(_) | Self::Cache(_) | Self::StateRoot { .. } => {
+                ErrorKind::Internal
+            }
+            Self::Zygote(e) => e.kind(),
+        }
+    }
 }
 
 /// What containerd's `Create` request says about a container.
@@ -115,14 +141,22 @@ pub fn create<E: WasmEngine>(
     let rootfs = spec::mount_target(&spec, opts.bundle, !opts.rootfs_mounts.is_empty())?;
     mount_rootfs(opts.rootfs_mounts, &rootfs)?;
     let result = create_on_rootfs(zygote, preparer, opts, &spec, &rootfs);
+    // libcontainer found a container of this id: its state is someone else's, leave it be.
+    let exists = matches!(&result, Err(e) if e.kind() == ErrorKind::AlreadyExists);
     if result.is_err() {
-        if let Err(e) = super::delete(opts.root, opts.id) {
-            tracing::warn!(id = opts.id, error = %e, "cleanup after failed create");
-        }
-        if !opts.rootfs_mounts.is_empty() {
-            if let Err(e) = unmount_all(&rootfs) {
-                tracing::warn!(id = opts.id, error = %e, "unmounting rootfs after failed create");
+        if !exists {
+            if let Err(e) = super::delete(opts.root, opts.id) {
+                tracing::warn!(id = opts.id, error = %e, "cleanup after failed create");
             }
+        }
+        // Only our own mounts when the container exists: its rootfs may be under them.
+        let unmounted = match (opts.rootfs_mounts.len(), exists) {
+            (0, _) => Ok(()),
+            (ours, true) => unmount_top(&rootfs, ours),
+            (_, false) => unmount_all(&rootfs),
+        };
+        if let Err(e) = unmounted {
+            tracing::warn!(id = opts.id, error = %e, "unmounting rootfs after failed create");
         }
     }
     result

@@ -60,6 +60,23 @@ pub enum LifecycleError {
     State { id: String, reason: String },
 }
 
+impl LifecycleError {
+    /// How the shim reports this failure: an unknown container, a container in the wrong
+    /// state (libcontainer's classification), a bad signal, or the node's failure.
+    pub fn kind(&self) -> crate::ErrorKind {
+        match self {
+            Self::NotFound { .. } => crate::ErrorKind::NotFound,
+            Self::Libcontainer { source, .. } => match crate::ErrorKind::of_libcontainer(source) {
+                // A state directory that vanished under us is the node's problem here.
+                crate::ErrorKind::FailedPrecondition => crate::ErrorKind::FailedPrecondition,
+                _ => crate::ErrorKind::Internal,
+            },
+            Self::Signal { .. } => crate::ErrorKind::InvalidArgument,
+            Self::Cgroup { .. } | Self::State { .. } => crate::ErrorKind::Internal,
+        }
+    }
+}
+
 fn lc(id: &str) -> impl FnOnce(LibcontainerError) -> LifecycleError + '_ {
     move |source| LifecycleError::Libcontainer {
         id: id.to_string(),

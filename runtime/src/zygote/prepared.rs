@@ -14,6 +14,7 @@ use std::path::Path;
 
 use seccompiler::BpfProgram;
 
+use super::protocol::Failure;
 use crate::cache::EntryKey;
 use crate::engine::WasmEngine;
 
@@ -69,37 +70,39 @@ impl<E: WasmEngine> Prepared<E> {
         let _ = self.seccomp();
     }
 
-    fn engine(&mut self) -> Result<E, String> {
+    fn engine(&mut self) -> Result<E, Failure> {
         if let Some(engine) = &self.engine {
             return Ok(engine.clone());
         }
-        let engine = E::new().map_err(|e| e.to_string())?;
+        let engine = E::new().map_err(|e| Failure::internal(e.to_string()))?;
         Ok(self.engine.insert(engine).clone())
     }
 
-    fn seccomp(&mut self) -> Result<BpfProgram, String> {
+    fn seccomp(&mut self) -> Result<BpfProgram, Failure> {
         if let Some(filter) = &self.seccomp {
             return Ok(filter.clone());
         }
-        let filter = crate::seccomp::guest_filter().map_err(|e| e.to_string())?;
+        let filter =
+            crate::seccomp::guest_filter().map_err(|e| Failure::internal(e.to_string()))?;
         Ok(self.seccomp.insert(filter).clone())
     }
 
     /// The engine, the module loaded from `artifact` (the entry of the module whose sha256 is
     /// `module_sha256`) with its entry point `func` checked, and the seccomp filter, building
-    /// each on first use only.
+    /// each on first use only. A missing entry point is the module's fault (invalid
+    /// argument); anything else is the node's (internal).
     pub fn wasm(
         &mut self,
         artifact: &Path,
         module_sha256: &str,
         func: Option<&str>,
-    ) -> Result<WasmParts<E>, String> {
+    ) -> Result<WasmParts<E>, Failure> {
         let engine = self.engine()?;
         let seccomp = self.seccomp()?;
         let (module, reused) = self.module(&engine, artifact, module_sha256)?;
         engine
             .check_entry(&module, func)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Failure::invalid(e.to_string()))?;
         Ok(WasmParts {
             engine,
             module,
@@ -113,15 +116,15 @@ impl<E: WasmEngine> Prepared<E> {
         engine: &E,
         artifact: &Path,
         module_sha256: &str,
-    ) -> Result<(E::Module, bool), String> {
+    ) -> Result<(E::Module, bool), Failure> {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(artifact)
-            .map_err(|e| format!("{}: {e}", artifact.display()))?;
+            .map_err(|e| Failure::internal(format!("{}: {e}", artifact.display())))?;
         let meta = file
             .metadata()
-            .map_err(|e| format!("{}: {e}", artifact.display()))?;
+            .map_err(|e| Failure::internal(format!("{}: {e}", artifact.display())))?;
         let id = ArtifactId {
             dev: meta.dev(),
             ino: meta.ino(),
@@ -139,9 +142,10 @@ impl<E: WasmEngine> Prepared<E> {
         }
         let mut sha = [0u8; 32];
         hex::decode_to_slice(module_sha256, &mut sha)
-            .map_err(|e| format!("bad module digest {module_sha256:?}: {e}"))?;
+            .map_err(|e| Failure::internal(format!("bad module digest {module_sha256:?}: {e}")))?;
         let key = EntryKey::new(sha, &engine.compatibility_key());
-        let module = crate::cache::load(engine, artifact, &key).map_err(|e| e.to_string())?;
+        let module = crate::cache::load(engine, artifact, &key)
+            .map_err(|e| Failure::internal(e.to_string()))?;
         if self.modules.len() >= MODULES_KEPT {
             self.modules.remove(0);
         }
@@ -160,6 +164,7 @@ mod tests {
     use super::*;
     use crate::cache::entry;
     use crate::engine::{EngineError, GuestContext};
+    use crate::ErrorKind;
     use sha2::{Digest, Sha256};
 
     /// Loads an artifact as its text: enough to see which file a kept module came from.
@@ -233,12 +238,18 @@ mod tests {
             .wasm(&path, &module_sha("two"), None)
             .err()
             .unwrap();
-        assert!(err.contains("another module"), "{err}");
+        assert!(err.message.contains("another module"), "{err:?}");
+        assert_eq!(
+            err.kind,
+            ErrorKind::Internal,
+            "the node's cache, not the module"
+        );
         let err = prepared
             .wasm(&path, &module_sha("one"), Some("nope"))
             .err()
             .unwrap();
-        assert!(err.contains("export `nope` not found"), "{err}");
+        assert!(err.message.contains("export `nope` not found"), "{err:?}");
+        assert_eq!(err.kind, ErrorKind::InvalidArgument, "the module's fault");
     }
 
     #[test]
@@ -274,6 +285,6 @@ mod tests {
             .wasm(Path::new("/nonexistent/m.bin"), &module_sha("x"), None)
             .err()
             .unwrap();
-        assert!(err.contains("/nonexistent/m.bin"), "{err}");
+        assert!(err.message.contains("/nonexistent/m.bin"), "{err:?}");
     }
 }

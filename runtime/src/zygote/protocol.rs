@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ErrorKind;
+
 /// Largest request or reply we accept.
 pub const MAX_MESSAGE: usize = 64 * 1024;
 
@@ -46,6 +48,47 @@ pub enum CreateReply {
         module_reused: bool,
     },
     Failed {
+        /// How the shim reports it (see [`ErrorKind`]).
+        kind: ErrorKind,
+        /// The error chain, as the user reads it.
         error: String,
     },
+}
+
+/// A failure in the zygote or a worker, on its way into [`CreateReply::Failed`].
+#[derive(Debug)]
+pub(super) struct Failure {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure of the node (I/O, a process, the engine).
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+
+    /// A failure caused by the container's spec or module.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidArgument, message)
+    }
+
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The same failure, its message prefixed with `context: `.
+    pub fn context(self, context: impl std::fmt::Display) -> Self {
+        Self::new(self.kind, format!("{context}: {}", self.message))
+    }
+
+    pub fn into_reply(self) -> CreateReply {
+        CreateReply::Failed {
+            kind: self.kind,
+            error: self.message,
+        }
+    }
 }

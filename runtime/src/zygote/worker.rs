@@ -4,22 +4,36 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::error::LibcontainerError;
 use libcontainer::syscall::syscall::SyscallType;
 use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::sys::socket::{send, MsgFlags};
 use nix::unistd::{fork, ForkResult};
 
 use super::prepared::{Prepared, WasmParts};
-use super::protocol::{CreateReply, CreateRequest, PreparedWorkload};
+use super::protocol::{CreateReply, CreateRequest, Failure, PreparedWorkload};
 use crate::engine::WasmEngine;
 use crate::executor::WorkloadExecutor;
 use crate::stdio::Stdio;
+use crate::ErrorKind;
+
+/// How the zygote came to be.
+pub(super) enum Parent {
+    /// Forked by the shim's main thread at start-up: it dies with that thread.
+    Forked,
+    /// Executed by a shim thread that may end before the shim does (see `respawn`): the
+    /// parent-death signal would follow that thread, so the zygote relies on the EOF of its
+    /// socket alone, which comes when the shim is gone.
+    Executed,
+}
 
 /// The zygote's main loop; never returns.
-pub(super) fn serve<E: WasmEngine>(socket: OwnedFd) -> ! {
+pub(super) fn serve<E: WasmEngine>(socket: OwnedFd, parent: Parent) -> ! {
     // SAFETY: prctl and signal disposition changes in a single-threaded process.
     unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if let Parent::Forked = parent {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        }
         // Workers are reaped by the kernel; none of them is waited for.
         let _ = signal(Signal::SIGCHLD, SigHandler::SigIgn);
     }
@@ -38,16 +52,17 @@ pub(super) fn serve<E: WasmEngine>(socket: OwnedFd) -> ! {
         // The zygote builds what the worker runs, so the next container inherits it too.
         let job = match parse(&received.body).and_then(|r| prepare(&mut prepared, r)) {
             Ok(job) => job,
-            Err(error) => {
-                send_reply(&reply, &CreateReply::Failed { error });
+            Err(failure) => {
+                send_reply(&reply, &failure.into_reply());
                 continue;
             }
         };
         let threads = threads_of_self();
         if threads != 1 {
-            let error =
-                format!("zygote has {threads} threads after preparing a module; refusing to fork");
-            send_reply(&reply, &CreateReply::Failed { error });
+            let failure = Failure::internal(format!(
+                "zygote has {threads} threads after preparing a module; refusing to fork"
+            ));
+            send_reply(&reply, &failure.into_reply());
             continue;
         }
         // SAFETY: the zygote is single-threaded (checked just above).
@@ -57,7 +72,7 @@ pub(super) fn serve<E: WasmEngine>(socket: OwnedFd) -> ! {
                 let module_reused = job.wasm.as_ref().is_some_and(|w| w.parts.reused);
                 let message = match handle(job, received.oom_report) {
                     Ok(pid) => CreateReply::Created { pid, module_reused },
-                    Err(error) => CreateReply::Failed { error },
+                    Err(failure) => failure.into_reply(),
                 };
                 send_reply(&reply, &message);
                 unsafe { libc::_exit(0) }
@@ -67,8 +82,11 @@ pub(super) fn serve<E: WasmEngine>(socket: OwnedFd) -> ! {
                 drop(received.oom_report);
             }
             Err(e) => {
-                let error = format!("zygote cannot fork a container worker: {e}");
-                send_reply(&reply, &CreateReply::Failed { error });
+                let failure = Failure::new(
+                    ErrorKind::Unavailable,
+                    format!("zygote cannot fork a container worker: {e}"),
+                );
+                send_reply(&reply, &failure.into_reply());
             }
         }
     }
@@ -80,8 +98,8 @@ fn send_reply(reply: &OwnedFd, message: &CreateReply) {
     }
 }
 
-fn parse(body: &[u8]) -> Result<CreateRequest, String> {
-    serde_json::from_slice(body).map_err(|e| format!("bad zygote request: {e}"))
+fn parse(body: &[u8]) -> Result<CreateRequest, Failure> {
+    serde_json::from_slice(body).map_err(|e| Failure::internal(format!("bad zygote request: {e}")))
 }
 
 /// The zygote must not hold containerd's pipes: `start` waits for EOF on the shim's stdout.
@@ -116,7 +134,7 @@ struct WasmJob<E: WasmEngine> {
 fn prepare<E: WasmEngine>(
     prepared: &mut Prepared<E>,
     request: CreateRequest,
-) -> Result<Job<E>, String> {
+) -> Result<Job<E>, Failure> {
     let wasm = match &request.workload {
         PreparedWorkload::Native => None,
         PreparedWorkload::Wasm {
@@ -127,7 +145,7 @@ fn prepare<E: WasmEngine>(
         } => Some(WasmJob {
             parts: prepared
                 .wasm(artifact, module_sha256, func.as_deref())
-                .map_err(|e| format!("{module_path}: {e}"))?,
+                .map_err(|e| e.context(module_path))?,
             module_path: module_path.clone(),
             func: func.clone(),
         }),
@@ -136,7 +154,7 @@ fn prepare<E: WasmEngine>(
 }
 
 /// Builds one container in this freshly forked worker; returns the init pid.
-fn handle<E: WasmEngine>(job: Job<E>, oom_report: Option<OwnedFd>) -> Result<i32, String> {
+fn handle<E: WasmEngine>(job: Job<E>, oom_report: Option<OwnedFd>) -> Result<i32, Failure> {
     // SAFETY: restore default SIGCHLD so libcontainer can wait for its intermediate process.
     unsafe {
         let _ = signal(Signal::SIGCHLD, SigHandler::SigDfl);
@@ -155,27 +173,36 @@ fn handle<E: WasmEngine>(job: Job<E>, oom_report: Option<OwnedFd>) -> Result<i32
             layout: crate::guest::MmLayout::of_self().ok(),
         },
     };
-    let stdio =
-        Stdio::open(&request.stdin, &request.stdout, &request.stderr).map_err(|e| e.to_string())?;
+    let stdio = Stdio::open(&request.stdin, &request.stdout, &request.stderr)
+        .map_err(|e| Failure::internal(e.to_string()))?;
 
     // The guarantee this whole process exists for: libcontainer forks from here.
     let threads = threads_of_self();
     if threads != 1 {
-        return Err(format!(
+        return Err(Failure::internal(format!(
             "refusing to create container: worker has {threads} threads, fork would be unsafe"
-        ));
+        )));
     }
-    build(&request, executor, stdio).map_err(|e| format!("creating container: {e}"))
+    build(&request, executor, stdio)
+}
+
+/// libcontainer's failure, with its kind (an existing id, a bad spec, ...).
+fn creating(e: LibcontainerError) -> Failure {
+    Failure::new(
+        ErrorKind::of_libcontainer(&e),
+        format!("creating container: {e}"),
+    )
 }
 
 fn build<E: WasmEngine>(
     request: &CreateRequest,
     executor: WorkloadExecutor<E>,
     stdio: Stdio,
-) -> Result<i32, Box<dyn std::error::Error>> {
+) -> Result<i32, Failure> {
     let mut builder = ContainerBuilder::new(request.id.clone(), SyscallType::Linux)
         .with_executor(executor)
-        .with_root_path(&request.root)?;
+        .with_root_path(&request.root)
+        .map_err(creating)?;
     if let Some(fd) = stdio.stdin {
         builder = builder.with_stdin(fd);
     }
@@ -190,15 +217,20 @@ fn build<E: WasmEngine>(
             .as_tenant()
             .with_process(Some(process))
             .with_detach(true)
-            .build()?;
+            .build()
+            .map_err(creating)?;
         return Ok(pid.as_raw());
     }
     let container = builder
-        .validate_id()?
+        .validate_id()
+        .map_err(creating)?
         .as_init(Path::new(&request.bundle))
         .with_systemd(request.systemd_cgroup)
         .with_detach(true)
-        .build()?;
-    let pid = container.pid().ok_or("libcontainer returned no init pid")?;
+        .build()
+        .map_err(creating)?;
+    let pid = container.pid().ok_or_else(|| {
+        Failure::internal("creating container: libcontainer returned no init pid")
+    })?;
     Ok(pid.as_raw())
 }

@@ -1,5 +1,7 @@
 //! Why the wasm layer of a container's image could not be used.
 
+use wasmpod_runtime::ErrorKind;
+
 /// Errors reading an image's wasm layer from containerd.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageLayerError {
@@ -89,4 +91,17 @@ pub enum ImageLayerError {
         digest: String,
         actual: String,
     },
+}
+
+impl ImageLayerError {
+    /// How the shim reports it: containerd out of reach is unavailable, its failed call
+    /// internal, and everything about the image itself (missing, malformed, too large, no
+    /// usable layer) the container's bad argument.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Connect { .. } | Self::Timeout { .. } => ErrorKind::Unavailable,
+            Self::Rpc { .. } => ErrorKind::Internal,
+            _ => ErrorKind::InvalidArgument,
+        }
+    }
 }

@@ -67,7 +67,7 @@ const LIFECYCLE: [&str; 4] = [
 ];
 
 /// Fails unless each of [`LIFECYCLE`]'s events of `id` comes once, in that order.
-fn ensure_lifecycle_order(id: &str, events: &[&str]) -> Result<()> {
+pub(crate) fn ensure_lifecycle_order(id: &str, events: &[&str]) -> Result<()> {
     let seen: Vec<&str> = events
         .iter()
         .filter_map(|l| LIFECYCLE.iter().copied().find(|t| l.contains(t)))

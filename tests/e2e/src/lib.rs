@@ -18,6 +18,7 @@ pub mod mounts;
 pub mod paths;
 pub mod process;
 pub mod runner;
+pub mod shim_api;
 pub mod wasm_gen;
 
 pub use containerd::Containerd;

@@ -79,12 +79,16 @@ mod spec_features;
 mod start_path;
 #[path = "../cases/support.rs"]
 mod support;
+#[path = "../cases/task_api.rs"]
+mod task_api;
 #[path = "../cases/volumes.rs"]
 mod volumes;
 #[path = "../cases/wasm.rs"]
 mod wasm;
 #[path = "../cases/workflow.rs"]
 mod workflow;
+#[path = "../cases/zygote.rs"]
+mod zygote;
 
 fn main() {
     let mut all = Vec::new();
@@ -122,5 +126,7 @@ fn main() {
     all.extend(workflow::cases());
     all.extend(volumes::cases());
     all.extend(shared_pid::cases());
+    all.extend(task_api::cases());
+    all.extend(zygote::cases());
     runner::main(all);
 }
