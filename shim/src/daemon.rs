@@ -18,6 +18,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use wasmpod_runtime::{compile, WasmEngine, Zygote};
 
+use crate::console::Consoles;
 use crate::events::Events;
 use crate::execs::{Execs, Exited};
 use crate::lifetime::Lifetime;
@@ -86,7 +87,7 @@ fn with_umask<T>(mask: Mode, f: impl FnOnce() -> T) -> T {
 
 /// Reaps every child: container inits and exec processes are reparented to us (a child
 /// subreaper) when their zygote worker exits.
-fn reap_children(root: &Path, tasks: &Tasks, execs: &Execs, events: &Events) {
+fn reap_children(root: &Path, tasks: &Tasks, execs: &Execs, events: &Events, consoles: &Consoles) {
     loop {
         let (pid, code) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(pid, code)) => {
@@ -110,9 +111,10 @@ fn reap_children(root: &Path, tasks: &Tasks, execs: &Execs, events: &Events) {
             }
         };
         match execs.record_exit(pid.as_raw(), code, tasks) {
-            Exited::Task(task) => publish_exit(root, &task, events),
+            Exited::Task(task) => publish_exit(root, &task, events, consoles),
             Exited::Exec(exec) => {
                 tracing::info!(id = %exec.id, exec_id = %exec.exec_id, code, "exec exited");
+                consoles.finish(&exec.id, &exec.exec_id);
                 events.exec_exited(&exec);
             }
             Exited::Unknown => {}
@@ -121,10 +123,16 @@ fn reap_children(root: &Path, tasks: &Tasks, execs: &Execs, events: &Events) {
 }
 
 /// Publishes a container's end: TaskOOM first when it ran out of memory (so CRI has the
-/// reason when it records the exit), then TaskExit.
-pub(crate) fn publish_exit(root: &Path, task: &crate::tasks::Task, events: &Events) {
+/// reason when it records the exit), then TaskExit. Its terminal's output is copied first.
+pub(crate) fn publish_exit(
+    root: &Path,
+    task: &crate::tasks::Task,
+    events: &Events,
+    consoles: &Consoles,
+) {
     let code = task.exit.as_ref().map(|e| e.code);
     tracing::info!(id = %task.id, pid = task.pid, code, "container exited");
+    consoles.finish(&task.id, "");
     if let Some(cause) = oom::out_of_memory_cause(root, task) {
         tracing::info!(id = %task.id, cause, "container ended out of memory");
         events.oom(task);
@@ -138,12 +146,13 @@ fn spawn_signal_thread(
     tasks: Arc<Tasks>,
     execs: Arc<Execs>,
     events: Arc<Events>,
+    consoles: Arc<Consoles>,
 ) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || loop {
             match signals.wait() {
-                Ok(Signal::SIGCHLD) => reap_children(&root, &tasks, &execs, &events),
+                Ok(Signal::SIGCHLD) => reap_children(&root, &tasks, &execs, &events, &consoles),
                 // containerd stops shims through Shutdown; a stray TERM must not orphan containers.
                 Ok(sig) => tracing::info!(signal = %sig, "ignoring signal"),
                 Err(e) => tracing::warn!(error = %e, "sigwait"),
@@ -184,6 +193,7 @@ pub fn run<E: WasmEngine>(flags: &Flags, zygote: &'static Zygote) -> anyhow::Res
         service.tasks.clone(),
         service.execs.clone(),
         service.events.clone(),
+        service.consoles.clone(),
     )?;
 
     let mut server = bind(&flags.socket)?.register_service(task_methods(Arc::new(service)));

@@ -30,6 +30,7 @@
 
 #![warn(missing_docs)]
 
+mod console;
 mod daemon;
 mod delete;
 mod events;
@@ -41,6 +42,7 @@ mod logging;
 mod metrics;
 mod oom;
 mod pause;
+mod pty_copy;
 mod service;
 mod start;
 mod start_lock;

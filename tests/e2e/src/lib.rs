@@ -16,6 +16,7 @@ pub mod leaks;
 pub mod mounts;
 pub mod paths;
 pub mod process;
+pub mod pty;
 pub mod runner;
 pub mod wasm_gen;
 

@@ -75,6 +75,8 @@ mod spec_features;
 mod start_path;
 #[path = "../cases/support.rs"]
 mod support;
+#[path = "../cases/terminal.rs"]
+mod terminal;
 #[path = "../cases/wasm.rs"]
 mod wasm;
 #[path = "../cases/workflow.rs"]
@@ -112,6 +114,7 @@ fn main() {
     all.extend(isolation_host::cases());
     all.extend(node_install::cases());
     all.extend(custom_host::cases());
+    all.extend(terminal::cases());
     all.extend(workflow::cases());
     runner::main(all);
 }
