@@ -27,6 +27,8 @@ mod cri_pod;
 mod cri_restart;
 #[path = "../cases/cri_support.rs"]
 mod cri_support;
+#[path = "../cases/cri_terminal.rs"]
+mod cri_terminal;
 #[path = "../cases/custom_host.rs"]
 mod custom_host;
 #[path = "../cases/exec.rs"]
@@ -102,6 +104,7 @@ fn main() {
     all.extend(cri_pod::cases());
     all.extend(cri_limits::cases());
     all.extend(cri_restart::cases());
+    all.extend(cri_terminal::cases());
     all.extend(start_path::cases());
     all.extend(http::cases());
     all.extend(compile_sandbox::cases());
