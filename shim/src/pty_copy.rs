@@ -2,7 +2,8 @@
 //! → master, master → stdout FIFO. Each direction holds at most one bounded buffer; a full
 //! reader simply stops being polled, so nothing is buffered without limit.
 //!
-//! The loop ends when the terminal is hung up (every slave closed: the process and whatever
+//! End-of-file on the stdin FIFO (containerd closed it) hangs the terminal up: its foreground
+//! processes get SIGHUP, as with runc. The loop ends when the terminal is hung up (every slave closed: the process and whatever
 //! inherited it are gone) and the output is written, or, once told to stop (the process
 //! exited), after a short drain deadline: a background process still holding the slave cannot
 //! delay the exit event for long.
@@ -40,14 +41,18 @@ impl Pump {
         self.start < self.end
     }
 
-    /// Reads once; EOF or an error (EIO from a hung-up master) closes the source.
-    fn fill(&mut self, mut from: &File) {
+    /// Reads once; EOF or an error (EIO from a hung-up master) closes the source. True at EOF.
+    fn fill(&mut self, mut from: &File) -> bool {
         match from.read(&mut self.buf) {
-            Ok(0) => self.open = false,
+            Ok(0) => {
+                self.open = false;
+                return true;
+            }
             Ok(n) => (self.start, self.end) = (0, n),
             Err(e) if retry(&e) => {}
             Err(_) => self.open = false,
         }
+        false
     }
 
     /// Writes once; an error drops what is pending (the destination is gone).
@@ -86,6 +91,31 @@ fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
         fd,
         events,
         revents: 0,
+    }
+}
+
+/// containerd closed stdin (the client went): the terminal's session leader and foreground
+/// process group get SIGHUP, as when runc's shim closes the console then. (The master stays
+/// open, for the output still to come; TIOCSIG cannot send SIGHUP.)
+fn hang_up(master: &File) {
+    let query = |request| {
+        let mut pid: libc::pid_t = 0;
+        // SAFETY: TIOCGPGRP and TIOCGSID write one pid_t; on a master they answer for the
+        // slave, in our pid namespace.
+        let ok = unsafe { libc::ioctl(master.as_raw_fd(), request, &mut pid) } == 0;
+        (ok && pid > 0).then_some(pid)
+    };
+    let (group, leader) = (query(libc::TIOCGPGRP), query(libc::TIOCGSID));
+    tracing::info!(?group, ?leader, "stdin closed: hanging up the terminal");
+    // SAFETY: kill with pids the kernel just reported for this terminal.
+    unsafe {
+        if let Some(group) = group {
+            libc::kill(-group, libc::SIGHUP);
+        }
+        if let Some(leader) = leader.filter(|l| Some(*l) != group) {
+            libc::kill(leader, libc::SIGHUP);
+            libc::kill(leader, libc::SIGCONT);
+        }
     }
 }
 
@@ -146,7 +176,9 @@ pub fn run(ends: Ends) {
             input.open = false;
         }
         if let (true, Some(stdin)) = (ready(1), &stdin) {
-            input.fill(stdin);
+            if input.fill(stdin) {
+                hang_up(&master);
+            }
         }
         if ready(3) && !input.flush(&master) {
             input.open = false;

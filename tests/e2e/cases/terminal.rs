@@ -1,7 +1,7 @@
 //! Terminals (`terminal: true`): `ctr run -t` and `ctr task exec -t` driven through a pty held
 //! by the test, as a user at a keyboard: a typed line comes back from a native shell, a resize of
-//! the user's terminal reaches the container's (`stty size`), the exit code comes back, and a
-//! wasm guest sees a terminal on fds 0, 1 and 2.
+//! the user's terminal reaches the container's (`stty size`), the exit code comes back, a shell
+//! whose ctr is killed gets SIGHUP, and a wasm guest sees a terminal on fds 0, 1 and 2.
 
 use std::time::Duration;
 
@@ -10,7 +10,10 @@ use wasmpod_e2e::leaks::wait_until;
 use wasmpod_e2e::pty::PtySession;
 use wasmpod_e2e::{cases, Case, Env};
 
-use crate::support::{fifo_dir, kill_and_delete, run_args, run_detached, wait_status, Cleanup};
+use crate::hostile_support::{ensure_footprint_settles, Footprint};
+use crate::support::{
+    daemon_of, fifo_dir, kill_and_delete, run_args, run_detached, task_ls_pid, wait_status, Cleanup,
+};
 
 pub fn cases() -> Vec<Case> {
     cases![
@@ -98,12 +101,33 @@ fn terminal_exec_native_shell(env: &Env) -> Result<()> {
         code == Some(4),
         "ctr task exec -t exited {code:?}: {screen}"
     );
-    // The container still runs, and another terminal exec works after the first.
+    // The container still runs, and another terminal exec works after the first; its copy
+    // thread, pty master and FIFOs are gone from the shim once it ended.
+    let (daemon, _) = daemon_of(env, &id)?;
+    let before = Footprint::of(daemon.proc.pid)?;
     let mut again = ctr_on_pty(env, &["task", "exec", "-t", "--exec-id", "sh2", &id, "sh"])?;
     again.write("echo again-$((1+1)); exit\n")?;
     again.expect("again-2", SHORT)?;
     let (code, screen) = again.wait(SHORT)?;
     ensure!(code == Some(0), "second exec exited {code:?}: {screen}");
+    ensure_footprint_settles(daemon.proc.pid, &before, None, "an exec with a terminal")?;
+
+    // ctr goes without `exit` (killed): its stdin closes and, as with runc, the terminal
+    // hangs up: the shell gets SIGHUP and ends.
+    let init = task_ls_pid(env, &id)?;
+    let mut gone = ctr_on_pty(env, &["task", "exec", "-t", "--exec-id", "sh3", &id, "sh"])?;
+    gone.write("echo ready-$((2*3))\n")?;
+    gone.expect("ready-6", SHORT)?;
+    drop(gone);
+    let mut pids = Vec::new();
+    let alone = wait_until(SHORT, || {
+        pids = env.ctr().task_pids(&id).unwrap_or_default();
+        pids == [init]
+    });
+    ensure!(
+        alone,
+        "the exec's shell outlived its ctr: pids {pids:?}, init {init}"
+    );
     kill_and_delete(env, &id)?;
     env.assert_no_leaks(&id)
 }
