@@ -232,6 +232,21 @@ mod tests {
     }
 
     #[test]
+    fn request_and_spec_must_agree_about_the_terminal() {
+        let mut process = oci_spec::runtime::Process::default();
+        process.set_terminal(Some(true));
+        assert!(terminal_of(Some(&process), true).unwrap());
+        let err = terminal_of(Some(&process), false).unwrap_err().to_string();
+        assert!(
+            err.contains("terminal=false") && err.contains("terminal=true"),
+            "{err}"
+        );
+        process.set_terminal(None);
+        assert!(!terminal_of(Some(&process), false).unwrap());
+        assert!(terminal_of(None, true).is_err());
+    }
+
+    #[test]
     fn something_else_than_a_pty_master_is_refused() {
         let socket = ConsoleSocket::bind().unwrap();
         let client = std::os::unix::net::UnixStream::connect(socket.path()).unwrap();
