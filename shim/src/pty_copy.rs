@@ -25,6 +25,8 @@ struct Pump {
     end: usize,
     /// Still reading from the source.
     open: bool,
+    /// Bytes read so far.
+    total: u64,
 }
 
 impl Pump {
@@ -34,6 +36,7 @@ impl Pump {
             start: 0,
             end: 0,
             open,
+            total: 0,
         }
     }
 
@@ -48,7 +51,10 @@ impl Pump {
                 self.open = false;
                 return true;
             }
-            Ok(n) => (self.start, self.end) = (0, n),
+            Ok(n) => {
+                (self.start, self.end) = (0, n);
+                self.total += n as u64;
+            }
             Err(e) if retry(&e) => {}
             Err(_) => self.open = false,
         }
@@ -132,12 +138,24 @@ pub fn run(ends: Ends) {
     let mut deadline: Option<Instant> = None;
     loop {
         if !output.open && !output.pending() {
+            tracing::debug!(
+                input = input.total,
+                output = output.total,
+                "terminal hung up and drained"
+            );
             return;
         }
         let timeout = match deadline {
             Some(at) => match at.checked_duration_since(Instant::now()) {
                 Some(left) => left.as_millis().min(i32::MAX as u128) as i32,
-                None => return,
+                None => {
+                    tracing::info!(
+                        input = input.total,
+                        output = output.total,
+                        "terminal drain deadline passed"
+                    );
+                    return;
+                }
             },
             None => -1,
         };

@@ -5,14 +5,13 @@
 
 use std::path::{Path, PathBuf};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use oci_spec::runtime::Process;
 
 use super::create::{
     log_zygote_module, prepare, uses_systemd_cgroups, CreateError, Created, Preparer,
 };
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-
 use crate::console::{terminal_of, ConsoleSocket};
 use crate::detect::detect;
 use crate::engine::WasmEngine;

@@ -10,7 +10,7 @@ use wasmpod_e2e::leaks::wait_until;
 use wasmpod_e2e::pty::PtySession;
 use wasmpod_e2e::{cases, Case, Env};
 
-use crate::hostile_support::{ensure_footprint_settles, Footprint};
+use crate::hostile_support::Footprint;
 use crate::support::{
     daemon_of, fifo_dir, kill_and_delete, run_args, run_detached, task_ls_pid, wait_status, Cleanup,
 };
@@ -65,6 +65,19 @@ fn drive_shell(session: &mut PtySession) -> Result<()> {
     Ok(())
 }
 
+/// The shim's terminal copy threads (named `tty-<container id>`).
+fn copy_threads(shim: u32) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{shim}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("tty-"))
+        })
+        .count()
+}
+
 fn terminal_run_native_shell(env: &Env) -> Result<()> {
     env.require_shim()?;
     let image = env.busybox_image()?;
@@ -102,15 +115,30 @@ fn terminal_exec_native_shell(env: &Env) -> Result<()> {
         "ctr task exec -t exited {code:?}: {screen}"
     );
     // The container still runs, and another terminal exec works after the first; its copy
-    // thread, pty master and FIFOs are gone from the shim once it ended.
+    // thread, pty master and FIFOs are in the shim while it runs and gone once it ended.
     let (daemon, _) = daemon_of(env, &id)?;
-    let before = Footprint::of(daemon.proc.pid)?;
+    let pid = daemon.proc.pid;
+    let fds = || Footprint::of(pid).map(|f| f.fds).unwrap_or(0);
+    let before = fds();
     let mut again = ctr_on_pty(env, &["task", "exec", "-t", "--exec-id", "sh2", &id, "sh"])?;
-    again.write("echo again-$((1+1)); exit\n")?;
+    again.write("echo again-$((1+1))\n")?;
     again.expect("again-2", SHORT)?;
+    ensure!(
+        copy_threads(pid) == 1,
+        "no terminal copy thread in the shim while the exec runs"
+    );
+    again.write("exit\n")?;
     let (code, screen) = again.wait(SHORT)?;
     ensure!(code == Some(0), "second exec exited {code:?}: {screen}");
-    ensure_footprint_settles(daemon.proc.pid, &before, None, "an exec with a terminal")?;
+    let settled = wait_until(Duration::from_secs(5), || {
+        copy_threads(pid) == 0 && fds() == before
+    });
+    ensure!(
+        settled,
+        "the shim kept the exec's terminal: {} copy threads, {} fds (before: {before})",
+        copy_threads(pid),
+        fds()
+    );
 
     // ctr goes without `exit` (killed): its stdin closes and, as with runc, the terminal
     // hangs up: the shell gets SIGHUP and ends.
