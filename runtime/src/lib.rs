@@ -61,6 +61,7 @@
 
 pub mod cache;
 pub mod compile;
+pub mod console;
 pub mod container;
 pub mod detect;
 pub mod engine;

@@ -18,6 +18,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use wasmpod_runtime::{compile, WasmEngine, Zygote};
 
+use crate::console::Consoles;
 use crate::events::Events;
 use crate::execs::{Execs, Exited};
 use crate::lifetime::Lifetime;
@@ -85,16 +86,36 @@ fn with_umask<T>(mask: Mode, f: impl FnOnce() -> T) -> T {
     result
 }
 
+/// What the signal thread needs to reap children and publish their ends.
+struct Reaper {
+    zygote: &'static Zygote,
+    root: PathBuf,
+    tasks: Arc<Tasks>,
+    execs: Arc<Execs>,
+    events: Arc<Events>,
+    oom: Arc<OomEvents>,
+    consoles: Arc<Consoles>,
+}
+
+impl Reaper {
+    fn of<E: WasmEngine>(zygote: &'static Zygote, service: &Service<E>) -> Self {
+        Reaper {
+            zygote,
+            root: service.root.clone(),
+            tasks: service.tasks.clone(),
+            execs: service.execs.clone(),
+            events: service.events.clone(),
+            oom: service.oom.clone(),
+            consoles: service.consoles.clone(),
+        }
+    }
+}
+
 /// Reaps every child: container inits and exec processes are reparented to us (a child
 /// subreaper) when their zygote worker exits.
-fn reap_children(
-    root: &Path,
-    tasks: &Tasks,
-    execs: &Execs,
-    events: &Events,
-    oom: &OomEvents,
-    zygote: &Zygote,
-) {
+fn reap_children(r: &Reaper) {
+    let (root, tasks, execs, events) = (&r.root, &*r.tasks, &*r.execs, &*r.events);
+    let (oom, consoles, zygote) = (&*r.oom, &*r.consoles, r.zygote);
     loop {
         let (pid, code) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(pid, code)) => {
@@ -128,11 +149,12 @@ fn reap_children(
         }
         match execs.record_exit(pid.as_raw(), code, tasks) {
             Exited::Task(task) => {
-                publish_exit(root, &task, events, oom);
+                publish_exit(root, &task, events, oom, consoles);
                 tasks.exit_published(&task.id);
             }
             Exited::Exec(exec) => {
                 tracing::info!(id = %exec.id, exec_id = %exec.exec_id, code, "exec exited");
+                consoles.finish(&exec.id, &exec.exec_id);
                 events.exec_exited(&exec);
             }
             Exited::Unknown => {}
@@ -142,32 +164,27 @@ fn reap_children(
 
 /// Publishes a container's end: TaskOOM first when it ran out of memory and that was not
 /// published while it ran (so CRI has the reason when it records the exit), then TaskExit.
+/// Its terminal's output is copied first.
 pub(crate) fn publish_exit(
     root: &Path,
     task: &crate::tasks::Task,
     events: &Events,
     oom: &OomEvents,
+    consoles: &Consoles,
 ) {
     let code = task.exit.as_ref().map(|e| e.code);
     tracing::info!(id = %task.id, pid = task.pid, code, "container exited");
+    consoles.finish(&task.id, "");
     oom::publish_at_exit(root, task, oom);
     events.exited(task);
 }
 
-fn spawn_signal_thread(
-    zygote: &'static Zygote,
-    signals: SigSet,
-    root: PathBuf,
-    tasks: Arc<Tasks>,
-    execs: Arc<Execs>,
-    events: Arc<Events>,
-    oom: Arc<OomEvents>,
-) -> anyhow::Result<()> {
+fn spawn_signal_thread(signals: SigSet, reaper: Reaper) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || loop {
             match signals.wait() {
-                Ok(Signal::SIGCHLD) => reap_children(&root, &tasks, &execs, &events, &oom, zygote),
+                Ok(Signal::SIGCHLD) => reap_children(&reaper),
                 // containerd stops shims through Shutdown; a stray TERM must not orphan containers.
                 Ok(sig) => tracing::info!(signal = %sig, "ignoring signal"),
                 Err(e) => tracing::warn!(error = %e, "sigwait"),
@@ -205,15 +222,7 @@ pub fn run<E: WasmEngine>(flags: &Flags, zygote: &'static Zygote) -> anyhow::Res
         oom,
         Arc::new(Lifetime::new(&flags.socket, exit.clone())),
     );
-    spawn_signal_thread(
-        zygote,
-        signals,
-        service.root.clone(),
-        service.tasks.clone(),
-        service.execs.clone(),
-        service.events.clone(),
-        service.oom.clone(),
-    )?;
+    spawn_signal_thread(signals, Reaper::of(zygote, &service))?;
 
     let mut server = bind(&flags.socket)?.register_service(task_methods(Arc::new(service)));
     server.start()?;

@@ -44,12 +44,6 @@ impl<E: WasmEngine> Service<E> {
     }
 
     pub(crate) fn exec_add(&self, req: api::ExecProcessRequest) -> TtrpcResult<Empty> {
-        if req.terminal {
-            return Err(error(
-                Code::UNIMPLEMENTED,
-                "exec with a terminal is not supported by wasmpod yet",
-            ));
-        }
         let task = self.tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
         if task.status != Status::RUNNING {
             return Err(error(
@@ -66,6 +60,7 @@ impl<E: WasmEngine> Service<E> {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
             stderr: req.stderr.clone(),
+            terminal: req.terminal,
             spec: req.spec.value.clone(),
         };
         if !self.execs.add(exec.clone()) {
@@ -92,6 +87,7 @@ impl<E: WasmEngine> Service<E> {
             stdin: opt_path(&exec.stdin),
             stdout: opt_path(&exec.stdout),
             stderr: opt_path(&exec.stderr),
+            terminal: exec.terminal,
         };
         let started = container::exec(self.zygote, &self.preparer()?, &opts).map_err(|e| {
             tracing::warn!(id, exec_id, error = %e, "exec failed");
@@ -105,6 +101,18 @@ impl<E: WasmEngine> Service<E> {
             wasm = started.wasm,
             "exec started"
         );
+        if let Some(master) = started.console {
+            // Before the pid is recorded: an exit the reaper sees from then on finds it.
+            if let Err(e) = self
+                .consoles
+                .attach(id, exec_id, master, &exec.stdin, &exec.stdout)
+            {
+                tracing::warn!(id, exec_id, error = %e, "attaching the exec's terminal");
+                let _ = kill(Pid::from_raw(started.pid), Signal::SIGKILL);
+                self.execs.set_failed(id, exec_id, EXEC_FAILED_CODE);
+                return Err(error(Code::INTERNAL, format!("terminal: {e}")));
+            }
+        }
         let exec = self
             .execs
             .set_started(id, exec_id, started.pid, &self.tasks)
@@ -112,6 +120,7 @@ impl<E: WasmEngine> Service<E> {
         self.events.exec_started(&exec);
         if exec.exit.is_some() {
             // It finished before we could record its pid; the reaper parked its exit for us.
+            self.consoles.finish(id, exec_id);
             self.events.exec_exited(&exec);
         } else if let Some(exited) = self.execs.finish_start(id, exec_id) {
             // It finished while we published TaskExecStarted; the reaper left its exit to us.

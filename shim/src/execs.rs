@@ -19,6 +19,8 @@ pub struct ExecProcess {
     pub stdin: String,
     pub stdout: String,
     pub stderr: String,
+    /// containerd asked for a terminal.
+    pub terminal: bool,
     /// The OCI process as JSON, from `Exec`, run on `Start`.
     pub spec: Vec<u8>,
 }

@@ -30,6 +30,7 @@
 
 #![warn(missing_docs)]
 
+mod console;
 mod daemon;
 mod delete;
 mod events;
@@ -42,6 +43,7 @@ mod metrics;
 mod oom;
 mod oom_watch;
 mod pause;
+mod pty_copy;
 mod service;
 mod start;
 mod start_lock;

@@ -17,6 +17,7 @@ use wasmpod_runtime::mount::{unmount_all, RootfsMount};
 use wasmpod_runtime::oom::OomReport;
 use wasmpod_runtime::{WasmEngine, Zygote};
 
+use crate::console::Consoles;
 use crate::events::{exit_fields, timestamp, Events};
 use crate::execs::Execs;
 use crate::image_layers::ImageLayers;
@@ -30,6 +31,7 @@ pub struct Service<E: WasmEngine> {
     pub(crate) execs: Arc<Execs>,
     pub(crate) events: Arc<Events>,
     pub(crate) oom: Arc<OomEvents>,
+    pub(crate) consoles: Arc<Consoles>,
     pub(crate) zygote: &'static Zygote,
     engine: OnceLock<E>,
     pub(crate) cache: ModuleCache,
@@ -84,6 +86,7 @@ impl<E: WasmEngine> Service<E> {
             execs: Arc::new(Execs::default()),
             events,
             oom,
+            consoles: Arc::new(Consoles::default()),
             zygote,
             engine: OnceLock::new(),
             cache,
@@ -119,9 +122,6 @@ impl<E: WasmEngine> Service<E> {
     }
 
     fn do_create(&self, req: &api::CreateTaskRequest) -> Result<Task, ttrpc::Error> {
-        if req.terminal {
-            return Err(unsupported("a terminal (-t)"));
-        }
         let _in_flight = self.lifetime.begin_create().ok_or_else(|| {
             error(
                 Code::UNAVAILABLE,
@@ -156,12 +156,28 @@ impl<E: WasmEngine> Service<E> {
             stderr: opt_path(&req.stderr),
             oom_report: Some(oom_report.fd()),
             image_module: image_module.as_ref(),
+            terminal: req.terminal,
         };
         let created = container::create(self.zygote, &self.preparer()?, &opts).map_err(|e| {
             tracing::warn!(id = %req.id, error = %e, kind = ?e.kind(), "create failed");
             status(e.kind(), e.to_string())
         })?;
-        tracing::info!(id = %req.id, pid = created.pid, wasm = created.wasm, "container created");
+        tracing::info!(id = %req.id, pid = created.pid, wasm = created.wasm, terminal = req.terminal, "container created");
+        if let Some(master) = created.console {
+            if let Err(e) = self
+                .consoles
+                .attach(&req.id, "", master, &req.stdin, &req.stdout)
+            {
+                tracing::warn!(id = %req.id, error = %e, "attaching the terminal");
+                if let Err(e) = container::delete(&self.root, &req.id) {
+                    tracing::warn!(id = %req.id, error = %e, "cleanup after failed create");
+                }
+                if !mounts.is_empty() {
+                    let _ = unmount_all(&created.rootfs);
+                }
+                return Err(error(Code::INTERNAL, format!("terminal: {e}")));
+            }
+        }
         Ok(Task {
             id: req.id.clone(),
             bundle: bundle.to_path_buf(),
@@ -178,6 +194,8 @@ impl<E: WasmEngine> Service<E> {
 
     fn do_delete(&self, task: &Task) -> Result<(), ttrpc::Error> {
         container::delete(&self.root, &task.id).map_err(lifecycle_error)?;
+        // Its processes are gone: their terminals hang up.
+        self.consoles.finish_all(&task.id);
         if let Some(rootfs) = &task.mounted_rootfs {
             unmount_all(rootfs).map_err(|e| error(Code::INTERNAL, e.to_string()))?;
         }
@@ -224,7 +242,13 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
             self.events.started(&task);
         }
         if let Some(exited) = self.tasks.finish_start(&req.id) {
-            crate::daemon::publish_exit(&self.root, &exited, &self.events, &self.oom);
+            crate::daemon::publish_exit(
+                &self.root,
+                &exited,
+                &self.events,
+                &self.oom,
+                &self.consoles,
+            );
             self.tasks.exit_published(&exited.id);
         }
         started?;
@@ -382,8 +406,17 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
         self.exec_add(req)
     }
 
-    fn resize_pty(&self, _ctx: &TtrpcContext, _req: api::ResizePtyRequest) -> TtrpcResult<Empty> {
-        Err(unsupported("a terminal (resize_pty)"))
+    fn resize_pty(&self, _ctx: &TtrpcContext, req: api::ResizePtyRequest) -> TtrpcResult<Empty> {
+        if req.exec_id.is_empty() {
+            self.task(&req.id, "")?;
+        } else if self.execs.get(&req.id, &req.exec_id).is_none() {
+            return Err(not_found(&format!("{}/{}", req.id, req.exec_id)));
+        }
+        // A process without a terminal (or whose terminal is closed) ignores it, as with runc.
+        self.consoles
+            .resize(&req.id, &req.exec_id, req.width, req.height)
+            .map_err(|e| error(Code::INTERNAL, format!("resizing the terminal: {e}")))?;
+        Ok(Empty::new())
     }
 
     fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<Empty> {

@@ -1,11 +1,12 @@
 //! `Create`: everything that can fail on bad input happens here, before a process exists, so
 //! the error reaches the `ctr` user fast and nothing is left behind.
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use crate::cache::{EntryKey, Lookup, ModuleCache};
 use crate::compile::{CompileError, Compiler, SealedModule, SourceError};
+use crate::console::{ConsoleError, ConsoleSocket};
 use crate::detect::{
     detect, from_image, DetectError, ImageModule, ModuleSource, WasmFormat, Workload,
 };
@@ -56,6 +57,9 @@ pub enum CreateError {
     /// Creating the container's process.
     #[error(transparent)]
     Zygote(#[from] ZygoteError),
+    /// Setting up the process's terminal.
+    #[error(transparent)]
+    Console(#[from] ConsoleError),
 }
 
 impl CreateError {
@@ -79,6 +83,8 @@ impl CreateError {
                 ErrorKind::Internal
             }
             Self::Zygote(e) => e.kind(),
+            Self::Console(ConsoleError::Mismatch(_)) => ErrorKind::InvalidArgument,
+            Self::Console(_) => ErrorKind::Internal,
         }
     }
 }
@@ -103,6 +109,8 @@ pub struct CreateOptions<'a> {
     pub oom_report: Option<BorrowedFd<'a>>,
     /// The wasm layer of the container's image, when it has one: it runs instead of `args[0]`.
     pub image_module: Option<&'a ImageModule>,
+    /// containerd asks for a terminal (`ctr run -t`, CRI `tty: true`).
+    pub terminal: bool,
 }
 
 /// A created container (or exec process), waiting for `Start`.
@@ -116,6 +124,8 @@ pub struct Created {
     pub reason: String,
     /// Where the rootfs is (mounted by us when containerd passed mounts).
     pub rootfs: PathBuf,
+    /// The master of the process's terminal, when it has one.
+    pub console: Option<OwnedFd>,
 }
 
 /// What turns a detected wasm workload into a loadable artifact: the engine (for its
@@ -169,6 +179,8 @@ fn create_on_rootfs<E: WasmEngine>(
     spec: &oci_spec::runtime::Spec,
     rootfs: &Path,
 ) -> Result<Created, CreateError> {
+    let terminal = crate::console::terminal_of(spec.process().as_ref(), opts.terminal)?;
+    let console_socket = terminal.then(ConsoleSocket::bind).transpose()?;
     let decision = match opts.image_module {
         Some(module) => from_image(spec, module)?,
         None => detect(spec, &View::of_spec(spec, rootfs))?,
@@ -191,14 +203,18 @@ fn create_on_rootfs<E: WasmEngine>(
         systemd_cgroup: uses_systemd_cgroups(spec),
         workload: prepared.workload.clone(),
         exec_process: None,
+        console_socket: console_socket.as_ref().map(|s| s.path().to_path_buf()),
     };
     let spawned = prepared.finish(zygote.create(&request, opts.oom_report))?;
+    // On an error the caller deletes the container, its init included.
+    let console = console_socket.map(ConsoleSocket::receive).transpose()?;
     log_zygote_module(opts.id, prepared.wasm, spawned.module_reused);
     Ok(Created {
         pid: spawned.pid,
         wasm: prepared.wasm,
         reason: decision.reason,
         rootfs: rootfs.to_path_buf(),
+        console,
     })
 }
 

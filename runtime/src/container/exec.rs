@@ -5,11 +5,14 @@
 
 use std::path::{Path, PathBuf};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use oci_spec::runtime::Process;
 
 use super::create::{
     log_zygote_module, prepare, uses_systemd_cgroups, CreateError, Created, Preparer,
 };
+use crate::console::{terminal_of, ConsoleSocket};
 use crate::detect::detect;
 use crate::engine::WasmEngine;
 use crate::resolve::View;
@@ -37,6 +40,8 @@ pub struct ExecOptions<'a> {
     pub stdout: Option<PathBuf>,
     /// containerd's stderr FIFO, if any.
     pub stderr: Option<PathBuf>,
+    /// containerd asks for a terminal (`ctr task exec -t`, `kubectl exec -it`).
+    pub terminal: bool,
 }
 
 /// Starts an extra process in running container `opts.id` (its namespaces, cgroup and
@@ -49,6 +54,8 @@ pub fn exec<E: WasmEngine>(
 ) -> Result<Created, CreateError> {
     let process: Process = serde_json::from_slice(opts.process_json)
         .map_err(|e| SpecError::Bad(format!("exec {}: invalid process spec: {e}", opts.exec_id)))?;
+    let terminal = terminal_of(Some(&process), opts.terminal)?;
+    let console_socket = terminal.then(ConsoleSocket::bind).transpose()?;
     let mut spec = spec::load(opts.bundle)?;
     spec.set_process(Some(process.clone()));
     spec::validate(&spec)?;
@@ -77,13 +84,23 @@ pub fn exec<E: WasmEngine>(
         systemd_cgroup: uses_systemd_cgroups(&spec),
         workload: prepared.workload.clone(),
         exec_process: Some(path),
+        console_socket: console_socket.as_ref().map(|s| s.path().to_path_buf()),
     };
     let spawned = prepared.finish(zygote.create(&request, None))?;
+    let console = match console_socket.map(ConsoleSocket::receive).transpose() {
+        Ok(console) => console,
+        Err(e) => {
+            // Already running, without the terminal it was asked for: it must not stay.
+            let _ = kill(Pid::from_raw(spawned.pid), Signal::SIGKILL);
+            return Err(e.into());
+        }
+    };
     log_zygote_module(opts.id, prepared.wasm, spawned.module_reused);
     Ok(Created {
         pid: spawned.pid,
         wasm: prepared.wasm,
         reason: decision.reason,
         rootfs,
+        console,
     })
 }

@@ -25,6 +25,10 @@ pub struct CreateRequest {
     /// Set for an exec: run this process.json in the running container `id` (libcontainer's
     /// tenant builder) instead of creating the container.
     pub exec_process: Option<PathBuf>,
+    /// Set for a process with a terminal: libcontainer's console socket, where the process's
+    /// init sends the pty master it made; the stdio paths are then not used.
+    #[serde(default)]
+    pub console_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -173,8 +173,12 @@ fn handle<E: WasmEngine>(job: Job<E>, oom_report: Option<OwnedFd>) -> Result<i32
             layout: crate::guest::MmLayout::of_self().ok(),
         },
     };
-    let stdio = Stdio::open(&request.stdin, &request.stdout, &request.stderr)
-        .map_err(|e| Failure::internal(e.to_string()))?;
+    // With a terminal, the pty slave is the process's stdio; the shim copies the FIFOs.
+    let stdio = match request.console_socket {
+        Some(_) => Stdio::default(),
+        None => Stdio::open(&request.stdin, &request.stdout, &request.stderr)
+            .map_err(|e| Failure::internal(e.to_string()))?,
+    };
 
     // The guarantee this whole process exists for: libcontainer forks from here.
     let threads = threads_of_self();
@@ -201,6 +205,7 @@ fn build<E: WasmEngine>(
 ) -> Result<i32, Failure> {
     let mut builder = ContainerBuilder::new(request.id.clone(), SyscallType::Linux)
         .with_executor(executor)
+        .with_console_socket(request.console_socket.as_ref())
         .with_root_path(&request.root)
         .map_err(creating)?;
     if let Some(fd) = stdio.stdin {

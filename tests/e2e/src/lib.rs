@@ -17,6 +17,7 @@ pub mod leaks;
 pub mod mounts;
 pub mod paths;
 pub mod process;
+pub mod pty;
 pub mod runner;
 pub mod shim_api;
 pub mod wasm_gen;

@@ -27,6 +27,8 @@ mod cri_pod;
 mod cri_restart;
 #[path = "../cases/cri_support.rs"]
 mod cri_support;
+#[path = "../cases/cri_terminal.rs"]
+mod cri_terminal;
 #[path = "../cases/custom_host.rs"]
 mod custom_host;
 #[path = "../cases/exec.rs"]
@@ -81,6 +83,8 @@ mod start_path;
 mod support;
 #[path = "../cases/task_api.rs"]
 mod task_api;
+#[path = "../cases/terminal.rs"]
+mod terminal;
 #[path = "../cases/volumes.rs"]
 mod volumes;
 #[path = "../cases/wasm.rs"]
@@ -111,6 +115,7 @@ fn main() {
     all.extend(cri_pod::cases());
     all.extend(cri_limits::cases());
     all.extend(cri_restart::cases());
+    all.extend(cri_terminal::cases());
     all.extend(start_path::cases());
     all.extend(http::cases());
     all.extend(compile_sandbox::cases());
@@ -123,6 +128,7 @@ fn main() {
     all.extend(isolation_host::cases());
     all.extend(node_install::cases());
     all.extend(custom_host::cases());
+    all.extend(terminal::cases());
     all.extend(workflow::cases());
     all.extend(volumes::cases());
     all.extend(shared_pid::cases());

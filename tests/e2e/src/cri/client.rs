@@ -241,6 +241,21 @@ impl CriClient {
         self.call("ExecSync", c.exec_sync(request))
     }
 
+    /// Exec: the URL of containerd's streaming server where the process runs once a client
+    /// connects (as `kubectl exec` does through kubelet).
+    pub fn exec(&self, id: &str, cmd: &[&str], tty: bool, stdin: bool) -> Result<String> {
+        let mut c = self.service.clone();
+        let request = ExecRequest {
+            container_id: id.to_string(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            tty,
+            stdin,
+            stdout: true,
+            stderr: !tty,
+        };
+        Ok(self.call("Exec", c.exec(request))?.url)
+    }
+
     pub fn container_stats(&self, id: &str) -> Result<ContainerStats> {
         let mut c = self.service.clone();
         let request = ContainerStatsRequest {

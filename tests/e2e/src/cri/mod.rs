@@ -4,6 +4,7 @@
 pub mod client;
 pub mod logs;
 pub mod pod;
+pub mod stream;
 
 pub use client::CriClient;
 pub use pod::Pod;
