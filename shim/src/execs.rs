@@ -195,6 +195,7 @@ mod tests {
             stdin: String::new(),
             stdout: String::new(),
             stderr: String::new(),
+            terminal: false,
             spec: Vec::new(),
         }
     }

@@ -180,7 +180,7 @@ fn memory_limit_stops_a_growing_guest() {
     let (module, _, _) = cache.get_or_compile(&engine, GROW.as_bytes()).unwrap();
 
     let mut limited = guest(None);
-    limited.memory_limit = Some(1 << 20);
+    limited.memory_limit = Some(wasmpod_runtime::MemoryLimit::fixed(1 << 20));
     match engine.run(&module, &limited) {
         Err(EngineError::MemoryLimit { limit, requested }) => {
             assert_eq!(limit, 1 << 20);
@@ -188,7 +188,7 @@ fn memory_limit_stops_a_growing_guest() {
         }
         other => panic!("expected the memory limit, got {other:?}"),
     }
-    limited.memory_limit = Some(8 << 20);
+    limited.memory_limit = Some(wasmpod_runtime::MemoryLimit::fixed(8 << 20));
     assert_eq!(engine.run(&module, &limited).unwrap(), 0);
     // Without a limit the engine's own tunables apply.
     assert_eq!(engine.run(&module, &guest(None)).unwrap(), 0);
@@ -205,7 +205,7 @@ fn initial_memory_above_the_limit_is_the_memory_limit() {
         .get_or_compile(&engine, BIG.as_bytes())
         .unwrap();
     let mut limited = guest(None);
-    limited.memory_limit = Some(1 << 20);
+    limited.memory_limit = Some(wasmpod_runtime::MemoryLimit::fixed(1 << 20));
     match engine.run(&module, &limited) {
         Err(EngineError::MemoryLimit { requested, .. }) => assert_eq!(requested, 32 * 65536),
         other => panic!("expected the memory limit, got {other:?}"),

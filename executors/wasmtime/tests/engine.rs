@@ -258,7 +258,7 @@ fn memory_limit_stops_a_growing_guest() {
     let (module, _, _) = cache.get_or_compile(&engine, GROW.as_bytes()).unwrap();
 
     let mut limited = guest(None);
-    limited.memory_limit = Some(1 << 20);
+    limited.memory_limit = Some(wasmpod_runtime::MemoryLimit::fixed(1 << 20));
     match engine.run(&module, &limited) {
         Err(EngineError::MemoryLimit { limit, requested }) => {
             assert_eq!(limit, 1 << 20);
@@ -266,7 +266,7 @@ fn memory_limit_stops_a_growing_guest() {
         }
         other => panic!("expected the memory limit, got {other:?}"),
     }
-    limited.memory_limit = Some(8 << 20);
+    limited.memory_limit = Some(wasmpod_runtime::MemoryLimit::fixed(8 << 20));
     assert_eq!(engine.run(&module, &limited).unwrap(), 0);
 }
 
