@@ -9,7 +9,7 @@
 //!
 //! A v1 OOM event is signalled before the OOM killer picks its victim (and also when nothing is
 //! killed, e.g. with `oom_kill_disable`), so a wake-up only triggers reading the cgroup's
-//! `oom_kill` counter, again a few times over the next [`RECHECK_AFTER`] when it has not grown
+//! `oom_kill` counter, again a few times over the next `RECHECK_AFTER` delays when it has not grown
 //! yet. The callback gets the counter each time it grows.
 
 use std::collections::HashMap;

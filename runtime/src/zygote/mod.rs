@@ -82,7 +82,7 @@ pub struct Spawned {
 
 /// The shim's handle on its zygote. The zygote may die (an OOM kill, an operator's SIGKILL):
 /// containers it made are the shim's children by then and keep running, and the next request
-/// that finds it gone starts a fresh one (see [`respawn`]) and goes there instead.
+/// that finds it gone starts a fresh one (see `respawn`) and goes there instead.
 pub struct Zygote {
     current: Mutex<Handle>,
     /// Replaced zygotes not reaped yet (see [`Zygote::is_zygote_exit`]).
