@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use k8s_cri::v1::{ContainerState, LinuxContainerResources, Mount};
-use wasmpod_e2e::cri::pod::{container_config, with_memory_limit};
+use k8s_cri::v1::{ContainerState, LinuxContainerResources};
+use wasmpod_e2e::cri::pod::{container_config, with_memory_limit, with_mount};
 use wasmpod_e2e::cri::CriClient;
 use wasmpod_e2e::cri::Pod;
 use wasmpod_e2e::{cases, leaks, Case, Env, BUSYBOX_IMAGE, WASM_IMAGE};
@@ -169,7 +169,7 @@ fn cri_update_reaches_a_running_wasm_guest(env: &Env) -> Result<()> {
     let ctl = tempfile::Builder::new()
         .prefix("grow-ctl-")
         .tempdir_in(env.containerd().base())?;
-    let mut config = with_memory_limit(
+    let config = with_memory_limit(
         container_config(
             "grower",
             WASM_IMAGE,
@@ -177,12 +177,7 @@ fn cri_update_reaches_a_running_wasm_guest(env: &Env) -> Result<()> {
         ),
         64 * MIB,
     );
-    config.mounts.push(Mount {
-        container_path: "/ctl".to_string(),
-        host_path: ctl.path().to_string_lossy().into_owned(),
-        ..Default::default()
-    });
-    let grower = pod.start(&config)?;
+    let grower = pod.start(&with_mount(config, ctl.path(), "/ctl", false))?;
     wait_state(cri, &grower, ContainerState::ContainerRunning)?;
     grow_to(ctl.path(), 40)?;
 

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use anyhow::{ensure, Context, Result};
-use k8s_cri::v1::{ContainerConfig, ContainerState, Mount};
-use wasmpod_e2e::cri::pod::container_config;
+use k8s_cri::v1::ContainerState;
+use wasmpod_e2e::cri::pod::{container_config, with_mount};
 use wasmpod_e2e::cri::Pod;
 use wasmpod_e2e::{cases, Case, Env, BUSYBOX_IMAGE, BUSYBOX_MODULE, HELLO_TXT, WASM_IMAGE};
 
@@ -75,21 +75,6 @@ fn ctr_runs_a_module_from_a_bind_mount(env: &Env) -> Result<()> {
         "without the mount the module must not be found: {out}"
     );
     env.assert_no_leaks(&id)
-}
-
-fn with_mount(
-    mut config: ContainerConfig,
-    host: &Path,
-    at: &str,
-    readonly: bool,
-) -> ContainerConfig {
-    config.mounts.push(Mount {
-        container_path: at.to_string(),
-        host_path: host.to_string_lossy().into_owned(),
-        readonly,
-        ..Default::default()
-    });
-    config
 }
 
 /// One pod, as kubelet would run it: a native init container copies a module from its image

@@ -91,6 +91,23 @@ pub fn sandbox_in_pod_pid_namespace(config: &mut PodSandboxConfig) {
     share_process_namespace(&mut context.namespace_options);
 }
 
+/// `config` with host directory `host` mounted at `at` (a hostPath or emptyDir volume, as
+/// kubelet passes it).
+pub fn with_mount(
+    mut config: ContainerConfig,
+    host: &Path,
+    at: &str,
+    readonly: bool,
+) -> ContainerConfig {
+    config.mounts.push(Mount {
+        container_path: at.to_string(),
+        host_path: host.to_string_lossy().into_owned(),
+        readonly,
+        ..Default::default()
+    });
+    config
+}
+
 /// The log file of container `name` relative to the pod's log directory.
 pub fn log_name(name: &str) -> String {
     format!("{name}.log")
