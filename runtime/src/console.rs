@@ -204,22 +204,28 @@ pub fn terminal_of(
 mod tests {
     use super::*;
 
+    /// Sends `fd` to the console socket at `path` as libcontainer's init does; the returned
+    /// connection stays open until dropped.
+    fn send_fd(path: &Path, fd: RawFd) -> std::os::unix::net::UnixStream {
+        let client = std::os::unix::net::UnixStream::connect(path).unwrap();
+        let iov = [std::io::IoSlice::new(b"/dev/ptmx")];
+        nix::sys::socket::sendmsg::<UnixAddr>(
+            client.as_raw_fd(),
+            &iov,
+            &[nix::sys::socket::ControlMessage::ScmRights(&[fd])],
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+        client
+    }
+
     #[test]
     fn a_sent_pty_master_is_received_and_resized() {
         let socket = ConsoleSocket::bind().unwrap();
         let path = socket.path().to_path_buf();
         let pty = nix::pty::openpty(None, None).unwrap();
-        let client = std::os::unix::net::UnixStream::connect(&path).unwrap();
-        let fds = [pty.master.as_raw_fd()];
-        let iov = [std::io::IoSlice::new(b"/dev/ptmx")];
-        nix::sys::socket::sendmsg::<UnixAddr>(
-            client.as_raw_fd(),
-            &iov,
-            &[nix::sys::socket::ControlMessage::ScmRights(&fds)],
-            MsgFlags::empty(),
-            None,
-        )
-        .unwrap();
+        let _client = send_fd(&path, pty.master.as_raw_fd());
         let master = socket.receive().unwrap();
         assert!(!path.exists(), "the socket file is removed");
         resize(std::os::fd::AsFd::as_fd(&master), 100, 42).unwrap();
@@ -249,18 +255,8 @@ mod tests {
     #[test]
     fn something_else_than_a_pty_master_is_refused() {
         let socket = ConsoleSocket::bind().unwrap();
-        let client = std::os::unix::net::UnixStream::connect(socket.path()).unwrap();
         let file = std::fs::File::open("/dev/null").unwrap();
-        let fds = [file.as_raw_fd()];
-        let iov = [std::io::IoSlice::new(b"/dev/ptmx")];
-        nix::sys::socket::sendmsg::<UnixAddr>(
-            client.as_raw_fd(),
-            &iov,
-            &[nix::sys::socket::ControlMessage::ScmRights(&fds)],
-            MsgFlags::empty(),
-            None,
-        )
-        .unwrap();
+        let _client = send_fd(socket.path(), file.as_raw_fd());
         let err = socket.receive().unwrap_err().to_string();
         assert!(err.contains("not a pty master"), "{err}");
     }

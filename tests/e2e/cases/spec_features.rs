@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use wasmpod_e2e::leaks::wait_until;
-use wasmpod_e2e::{cases, Case, Env};
+use wasmpod_e2e::{cases, events, Case, Env};
 
 use crate::support::{kill_and_delete, run_detached, task_ls_pid, wait_status, Cleanup};
 
@@ -32,11 +32,7 @@ fn task_events_published(env: &Env) -> Result<()> {
     std::thread::sleep(Duration::from_millis(500));
     events.kill();
     let out = events.wait(Duration::from_secs(5))?;
-    let ours: Vec<&str> = out
-        .stdout
-        .lines()
-        .filter(|l| l.contains(&format!("\"container_id\":\"{id}\"")))
-        .collect();
+    let ours = events::lines_of(&out.stdout, &id);
     for topic in [
         "/tasks/create ",
         "/tasks/start ",
@@ -101,11 +97,7 @@ fn task_start_precedes_exit_for_guests_that_end_at_once(env: &Env) -> Result<()>
     events.kill();
     let out = events.wait(Duration::from_secs(5))?;
     for id in &ids {
-        let ours: Vec<&str> = out
-            .stdout
-            .lines()
-            .filter(|l| l.contains(&format!("\"container_id\":\"{id}\"")))
-            .collect();
+        let ours = events::lines_of(&out.stdout, id);
         ensure_lifecycle_order(id, &ours)?;
         env.assert_no_leaks(id)?;
     }

@@ -13,9 +13,9 @@ use containerd_shim_protos::api;
 use containerd_shim_protos::ttrpc::Code;
 use wasmpod_e2e::leaks::{self, wait_until};
 use wasmpod_e2e::shim_api::{
-    children_of, code_of, expect_code, message_of, Bundle, DirectShim, NAMESPACE,
+    children_of, code_of, expect_code, message_of, ApiResult, Bundle, DirectShim, NAMESPACE,
 };
-use wasmpod_e2e::{cases, Case, Env};
+use wasmpod_e2e::{cases, events, Case, Env};
 
 pub fn cases() -> Vec<Case> {
     cases![
@@ -104,15 +104,13 @@ fn task_api_error_codes(env: &Env) -> Result<()> {
     );
     ensure_nothing_left(&no_stdout)?;
 
-    shim.create(&id, &bundle)
-        .map_err(|e| anyhow::anyhow!("Create: {}", message_of(&e)))?;
+    shim.create(&id, &bundle).api("Create")?;
     expect_code(
         "a second Create of the same id",
         shim.create(&id, &bundle),
         Code::ALREADY_EXISTS,
     )?;
-    shim.start_task(&id)
-        .map_err(|e| anyhow::anyhow!("Start: {}", message_of(&e)))?;
+    shim.start_task(&id).api("Start")?;
     expect_code(
         "Start of a running task",
         shim.start_task(&id),
@@ -133,9 +131,7 @@ fn task_api_error_codes(env: &Env) -> Result<()> {
         shim.client().checkpoint(ctx(), &checkpoint).map(|_| ()),
         Code::UNIMPLEMENTED,
     )?;
-    let state = shim
-        .state(&id)
-        .map_err(|e| anyhow::anyhow!("State: {}", message_of(&e)))?;
+    let state = shim.state(&id).api("State")?;
     ensure!(
         state.status.enum_value() == Ok(RUNNING),
         "the failed calls disturbed the task: {state:?}"
@@ -222,13 +218,10 @@ fn task_api_concurrent_creates_of_one_id(env: &Env) -> Result<()> {
             state_dir(&id).join("state.json").exists(),
             "round {round}: the winner's state is gone"
         );
-        shim.start_task(&id).map_err(|e| {
-            anyhow::anyhow!("round {round}: Start of the winner: {}", message_of(&e))
-        })?;
+        shim.start_task(&id)
+            .api(&format!("round {round}: Start of the winner"))?;
         std::thread::sleep(Duration::from_millis(200));
-        let state = shim
-            .state(&id)
-            .map_err(|e| anyhow::anyhow!("State: {}", message_of(&e)))?;
+        let state = shim.state(&id).api("State")?;
         ensure!(
             state.status.enum_value() == Ok(RUNNING) && state.pid == pid,
             "round {round}: the winner (pid {pid}) should run: {state:?}"
@@ -237,17 +230,13 @@ fn task_api_concurrent_creates_of_one_id(env: &Env) -> Result<()> {
             Path::new(&format!("/proc/{pid}")).exists(),
             "round {round}: the winner's init {pid} is gone"
         );
-        shim.kill(&id, libc::SIGKILL as u32)
-            .map_err(|e| anyhow::anyhow!("Kill: {}", message_of(&e)))?;
-        let code = shim
-            .wait(&id)
-            .map_err(|e| anyhow::anyhow!("Wait: {}", message_of(&e)))?;
+        shim.kill(&id, libc::SIGKILL as u32).api("Kill")?;
+        let code = shim.wait(&id).api("Wait")?;
         ensure!(
             code == 137,
             "round {round}: the winner's exit was {code}, not 137"
         );
-        shim.delete(&id)
-            .map_err(|e| anyhow::anyhow!("Delete: {}", message_of(&e)))?;
+        shim.delete(&id).api("Delete")?;
         ensure_nothing_left(&id)?;
     }
     Ok(())
@@ -262,11 +251,8 @@ fn task_api_zygote_killed_is_replaced(env: &Env) -> Result<()> {
     let id = env.unique_id("zygote-kill");
     let bundle = Bundle::new(env, &id, &["/bin/busybox", "sleep", "300"])?;
     let shim = DirectShim::start(env, &bundle, &id)?;
-    let running = shim
-        .create(&id, &bundle)
-        .map_err(|e| anyhow::anyhow!("Create: {}", message_of(&e)))?;
-    shim.start_task(&id)
-        .map_err(|e| anyhow::anyhow!("Start: {}", message_of(&e)))?;
+    let running = shim.create(&id, &bundle).api("Create")?;
+    shim.start_task(&id).api("Start")?;
 
     let zygote = the_zygote(&shim, &[running])?;
     // SAFETY: a signal to the process just identified as this shim's zygote.
@@ -281,9 +267,7 @@ fn task_api_zygote_killed_is_replaced(env: &Env) -> Result<()> {
         "the killed zygote {zygote} was not reaped"
     );
     std::thread::sleep(Duration::from_millis(200));
-    let state = shim
-        .state(&id)
-        .map_err(|e| anyhow::anyhow!("State: {}", message_of(&e)))?;
+    let state = shim.state(&id).api("State")?;
     ensure!(
         state.status.enum_value() == Ok(RUNNING) && Path::new(&format!("/proc/{running}")).exists(),
         "the container must outlive its zygote: {state:?}"
@@ -304,11 +288,8 @@ fn task_api_zygote_killed_is_replaced(env: &Env) -> Result<()> {
                 shim.log()
             )
         })?;
-    shim.start_task(&next)
-        .map_err(|e| anyhow::anyhow!("Start after the zygote died: {}", message_of(&e)))?;
-    let code = shim
-        .wait(&next)
-        .map_err(|e| anyhow::anyhow!("Wait: {}", message_of(&e)))?;
+    shim.start_task(&next).api("Start after the zygote died")?;
+    let code = shim.wait(&next).api("Wait")?;
     ensure!(
         code == 0,
         "the module created by the fresh zygote exited {code}; its stderr: {}; shim log:\n{}",
@@ -332,9 +313,7 @@ fn task_api_zygote_killed_is_replaced(env: &Env) -> Result<()> {
     // must not inherit that mask (a container would ignore `kill -TERM` forever).
     let third = env.unique_id("after-zygote-native");
     let native = Bundle::new(env, &third, &["/bin/busybox", "sleep", "300"])?;
-    let third_pid = shim
-        .create(&third, &native)
-        .map_err(|e| anyhow::anyhow!("Create: {}", message_of(&e)))?;
+    let third_pid = shim.create(&third, &native).api("Create")?;
     for pid in [fresh, third_pid] {
         let blocked = blocked_signals(pid)?;
         ensure!(
@@ -349,11 +328,8 @@ fn task_api_zygote_killed_is_replaced(env: &Env) -> Result<()> {
         "the shim did not log the zygote's end and its replacement:\n{log}"
     );
 
-    shim.kill(&id, libc::SIGKILL as u32)
-        .map_err(|e| anyhow::anyhow!("Kill: {}", message_of(&e)))?;
-    let code = shim
-        .wait(&id)
-        .map_err(|e| anyhow::anyhow!("Wait: {}", message_of(&e)))?;
+    shim.kill(&id, libc::SIGKILL as u32).api("Kill")?;
+    let code = shim.wait(&id).api("Wait")?;
     ensure!(
         code == 137,
         "the first container's exit was {code}, not 137"
@@ -434,11 +410,7 @@ fn task_api_two_hundred_quick_guests_events_in_order(env: &Env) -> Result<()> {
     }
     let mut failures = Vec::new();
     for id in &ids {
-        let ours: Vec<&str> = out
-            .stdout
-            .lines()
-            .filter(|l| l.contains(&format!("\"container_id\":\"{id}\"")))
-            .collect();
+        let ours = events::lines_of(&out.stdout, id);
         if let Err(e) = crate::spec_features::ensure_lifecycle_order(id, &ours) {
             failures.push(format!("{e:#}"));
         }
@@ -471,10 +443,8 @@ fn task_api_quick_execs_started_before_their_exit(env: &Env) -> Result<()> {
     let id = env.unique_id("quick-execs");
     let bundle = Bundle::new(env, &id, &["/bin/busybox", "sleep", "300"])?;
     let shim = DirectShim::start(env, &bundle, &id)?;
-    shim.create(&id, &bundle)
-        .map_err(|e| anyhow::anyhow!("Create: {}", message_of(&e)))?;
-    shim.start_task(&id)
-        .map_err(|e| anyhow::anyhow!("Start: {}", message_of(&e)))?;
+    shim.create(&id, &bundle).api("Create")?;
+    shim.start_task(&id).api("Start")?;
     let mut events = env.ctr().spawn(&["events"], false)?;
     std::thread::sleep(Duration::from_millis(500));
     let exec_ids: Vec<String> = (0..EXECS)

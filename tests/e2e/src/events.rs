@@ -27,8 +27,18 @@ impl Event {
 
     /// Whether the event is about container `id` (its `container_id`).
     pub fn is_of(&self, id: &str) -> bool {
-        self.line.contains(&format!("\"container_id\":\"{id}\""))
+        is_of(&self.line, id)
     }
+}
+
+/// Whether a line of `ctr events` is about container `id` (its `container_id`).
+fn is_of(line: &str, id: &str) -> bool {
+    line.contains(&format!("\"container_id\":\"{id}\""))
+}
+
+/// The lines of `ctr events` output `text` that are about container `id`, in order.
+pub fn lines_of<'a>(text: &'a str, id: &str) -> Vec<&'a str> {
+    text.lines().filter(|l| is_of(l, id)).collect()
 }
 
 /// A running `ctr events`; killed and reaped on drop.

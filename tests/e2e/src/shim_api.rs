@@ -374,6 +374,18 @@ pub fn message_of(error: &ttrpc::Error) -> String {
     }
 }
 
+/// A task API result as an `anyhow` one whose error names the call (`what: message`).
+pub trait ApiResult<T> {
+    /// `self`, its error turned into `what: <status message>`.
+    fn api(self, what: &str) -> Result<T>;
+}
+
+impl<T> ApiResult<T> for Result<T, ttrpc::Error> {
+    fn api(self, what: &str) -> Result<T> {
+        self.map_err(|e| anyhow::anyhow!("{what}: {}", message_of(&e)))
+    }
+}
+
 /// Fails unless `result` failed with `code`; returns its message.
 pub fn expect_code<T: std::fmt::Debug>(
     what: &str,
