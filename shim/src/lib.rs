@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 
 mod console;
+mod create;
 mod daemon;
 mod delete;
 mod events;

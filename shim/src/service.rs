@@ -1,20 +1,18 @@
 //! The ttrpc task service containerd talks to. Each verb maps onto the runtime's lifecycle
 //! functions; this file owns only the protocol mapping and the task table.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use containerd_shim::api::{self, Status};
+use containerd_shim::api;
 use containerd_shim::protos::protobuf::well_known_types::empty::Empty;
 use containerd_shim::protos::ttrpc::{self, Code};
 use containerd_shim::protos::types::task::ProcessInfo;
 use containerd_shim::{TtrpcContext, TtrpcResult};
 use wasmpod_runtime::cache::{self, ModuleCache};
 use wasmpod_runtime::compile::{self, CompileConfig, Compiler};
-use wasmpod_runtime::container::Preparer;
-use wasmpod_runtime::container::{self, CreateOptions};
-use wasmpod_runtime::mount::{unmount_all, RootfsMount};
-use wasmpod_runtime::oom::OomReport;
+use wasmpod_runtime::container::{self, Preparer};
+use wasmpod_runtime::mount::unmount_all;
 use wasmpod_runtime::{WasmEngine, Zygote};
 
 use crate::console::Consoles;
@@ -37,8 +35,8 @@ pub struct Service<E: WasmEngine> {
     pub(crate) cache: ModuleCache,
     pub(crate) compiler: Compiler,
     pub(crate) root: PathBuf,
-    lifetime: Arc<Lifetime>,
-    image_layers: ImageLayers,
+    pub(crate) lifetime: Arc<Lifetime>,
+    pub(crate) image_layers: ImageLayers,
 }
 
 pub fn error(code: Code, msg: impl Into<String>) -> ttrpc::Error {
@@ -119,77 +117,6 @@ impl<E: WasmEngine> Service<E> {
             return Err(unsupported("exec"));
         }
         self.tasks.get(id).ok_or_else(|| not_found(id))
-    }
-
-    fn do_create(&self, req: &api::CreateTaskRequest) -> Result<Task, ttrpc::Error> {
-        let _in_flight = self.lifetime.begin_create().ok_or_else(|| {
-            error(
-                Code::UNAVAILABLE,
-                "this shim is shutting down; retry the container",
-            )
-        })?;
-        let bundle = Path::new(&req.bundle);
-        let image_module = self
-            .image_layers
-            .module_for(&req.id, bundle, E::SUPPORTS_COMPONENTS)
-            .map_err(|e| status(e.kind(), e.to_string()))?;
-        let mounts: Vec<RootfsMount> = req
-            .rootfs
-            .iter()
-            .map(|m| RootfsMount {
-                fstype: m.type_.clone(),
-                source: m.source.clone(),
-                options: m.options.clone(),
-            })
-            .collect();
-        // Only a wasm guest reports; a native one's OOM is in the cgroup. The memfd is cheap, and
-        // which kind it is is known only inside `create`.
-        let oom_report = OomReport::new()
-            .map_err(|e| error(Code::INTERNAL, format!("creating the OOM report: {e}")))?;
-        let opts = CreateOptions {
-            id: &req.id,
-            bundle,
-            root: &self.root,
-            rootfs_mounts: &mounts,
-            stdin: opt_path(&req.stdin),
-            stdout: opt_path(&req.stdout),
-            stderr: opt_path(&req.stderr),
-            oom_report: Some(oom_report.fd()),
-            image_module: image_module.as_ref(),
-            terminal: req.terminal,
-        };
-        let created = container::create(self.zygote, &self.preparer()?, &opts).map_err(|e| {
-            tracing::warn!(id = %req.id, error = %e, kind = ?e.kind(), "create failed");
-            status(e.kind(), e.to_string())
-        })?;
-        tracing::info!(id = %req.id, pid = created.pid, wasm = created.wasm, terminal = req.terminal, "container created");
-        if let Some(master) = created.console {
-            if let Err(e) = self
-                .consoles
-                .attach(&req.id, "", master, &req.stdin, &req.stdout)
-            {
-                tracing::warn!(id = %req.id, error = %e, "attaching the terminal");
-                if let Err(e) = container::delete(&self.root, &req.id) {
-                    tracing::warn!(id = %req.id, error = %e, "cleanup after failed create");
-                }
-                if !mounts.is_empty() {
-                    let _ = unmount_all(&created.rootfs);
-                }
-                return Err(error(Code::INTERNAL, format!("terminal: {e}")));
-            }
-        }
-        Ok(Task {
-            id: req.id.clone(),
-            bundle: bundle.to_path_buf(),
-            pid: created.pid,
-            status: Status::CREATED,
-            exit: None,
-            stdin: req.stdin.clone(),
-            stdout: req.stdout.clone(),
-            stderr: req.stderr.clone(),
-            mounted_rootfs: (!mounts.is_empty()).then_some(created.rootfs),
-            oom_report: created.wasm.then(|| Arc::new(oom_report)),
-        })
     }
 
     fn do_delete(&self, task: &Task) -> Result<(), ttrpc::Error> {
