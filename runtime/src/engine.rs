@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::grants::{guest_dirs, Grants, GuestDir};
 use crate::memory_limit::MemoryLimit;
 
 /// What an engine reports; the message reaches the container's user (`Create`'s error, or the
@@ -55,7 +56,7 @@ pub enum EngineError {
 pub struct GuestContext {
     /// WASI args; `argv[0]` is the module path.
     pub args: Vec<String>,
-    /// `KEY=VALUE` pairs.
+    /// `KEY=VALUE` pairs (none when `wasmpod.io/env` is `none`).
     pub env: Vec<String>,
     /// The spec's working directory, preopened as `.` besides `/`.
     pub cwd: PathBuf,
@@ -65,6 +66,17 @@ pub struct GuestContext {
     /// it can change while the guest runs (read it at each growth, see
     /// [`WasmEngine::LIVE_MEMORY_LIMIT`]).
     pub memory_limit: Option<MemoryLimit>,
+    /// What the pod's annotations grant (network, outgoing HTTP, preopens); the engine
+    /// enforces them, see [`crate::grants`].
+    pub grants: Grants,
+}
+
+impl GuestContext {
+    /// The directories to preopen: `/` and the working directory as `.` by default, or those
+    /// of `wasmpod.io/preopens`.
+    pub fn dirs(&self) -> Vec<GuestDir> {
+        guest_dirs(self.grants.preopens.as_deref(), &self.cwd)
+    }
 }
 
 /// A wasm engine: what wasmpod needs from one to compile, cache, load and run guests.
@@ -83,6 +95,13 @@ pub trait WasmEngine: Clone + Send + Sync + 'static {
     /// linear memory, so that a running guest's cap follows the container's updated memory
     /// limit. When false the shim refuses such updates of a running guest.
     const LIVE_MEMORY_LIMIT: bool = false;
+    /// Whether guests can have sockets and name lookup (`wasi:sockets`), filtered by
+    /// [`GuestContext::grants`]' network grant. When false, a `wasmpod.io/network` allow-list
+    /// is refused at `Create` (`none` is accepted: it is what such guests have).
+    const SOCKETS: bool = false;
+    /// Whether guests can send `wasi:http` requests, filtered by the outbound HTTP grant. When
+    /// false, a `wasmpod.io/outbound-http` allow-list is refused at `Create`.
+    const OUTBOUND_HTTP: bool = false;
     /// A loaded module; cloned into the container's init process.
     type Module: Clone + Send + Sync + 'static;
 

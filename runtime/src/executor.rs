@@ -11,6 +11,7 @@ use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use oci_spec::runtime::Spec;
 
 use crate::engine::{EngineError, GuestContext, WasmEngine};
+use crate::grants::{EnvGrant, Grants};
 use crate::memory_limit::{guest_share, MemoryLimit};
 use crate::spec;
 
@@ -157,12 +158,22 @@ fn guest_context(spec: &Spec, module_path: &str, func: Option<String>) -> GuestC
         .as_ref()
         .map(|p| p.cwd().clone())
         .unwrap_or_else(|| PathBuf::from("/"));
+    // Create checked the annotations: an error here means the spec changed under us.
+    let grants = Grants::from_spec(spec).unwrap_or_else(|e| {
+        eprintln!("wasmpod: {module_path}: {e}");
+        std::process::exit(1)
+    });
+    let env = match grants.env {
+        EnvGrant::Spec => spec::env(spec).to_vec(),
+        EnvGrant::None => Vec::new(),
+    };
     GuestContext {
         args,
-        env: spec::env(spec).to_vec(),
+        env,
         cwd,
         func,
         memory_limit: guest_memory_limit(spec),
+        grants,
     }
 }
 

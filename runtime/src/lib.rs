@@ -67,6 +67,7 @@ pub mod detect;
 pub mod engine;
 mod error_kind;
 mod executor;
+pub mod grants;
 mod guest;
 pub mod memory_limit;
 pub mod mount;

@@ -77,6 +77,7 @@ mod tests {
             cwd: cwd.into(),
             func: None,
             memory_limit: None,
+            grants: Default::default(),
         }
     }
 

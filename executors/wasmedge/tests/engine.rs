@@ -37,6 +37,7 @@ fn guest(func: Option<&str>, memory_limit: Option<u64>) -> GuestContext {
         cwd: "/".into(),
         func: func.map(str::to_string),
         memory_limit: memory_limit.map(wasmpod_runtime::MemoryLimit::fixed),
+        grants: Default::default(),
     }
 }
 
@@ -208,6 +209,7 @@ fn child_runner() {
                 cwd: std::env::var("CHILD_CWD").map_or_else(|_| "/".into(), PathBuf::from),
                 func: std::env::var("CHILD_FUNC").ok(),
                 memory_limit: None,
+                grants: Default::default(),
             };
             // From here on, fds 1 and 2 are the guest's (one file, so their order shows).
             redirect_stdout_stderr(Path::new(&var("CHILD_OUTPUT")));

@@ -29,6 +29,7 @@ fn guest(func: Option<&str>) -> GuestContext {
         cwd: "/".into(),
         func: func.map(str::to_string),
         memory_limit: None,
+        grants: Default::default(),
     }
 }
 
@@ -274,6 +275,7 @@ fn child_runner() {
                 memory_limit: std::env::var("CHILD_MEMORY_LIMIT")
                     .ok()
                     .map(|l| wasmpod_runtime::MemoryLimit::fixed(l.parse().unwrap())),
+                grants: Default::default(),
             };
             // From here on, fds 1 and 2 are the guest's (one file, so their order shows).
             redirect_stdout_stderr(Path::new(&var("CHILD_OUTPUT")));

@@ -21,6 +21,7 @@ fn guest(func: Option<&str>) -> GuestContext {
         cwd: "/".into(),
         func: func.map(str::to_string),
         memory_limit: None,
+        grants: Default::default(),
     }
 }
 

@@ -36,6 +36,7 @@ fn context(func: Option<&str>) -> GuestContext {
         cwd: "/".into(),
         func: func.map(str::to_string),
         memory_limit: None,
+        grants: Default::default(),
     }
 }
 

@@ -11,6 +11,7 @@ use crate::detect::{
     detect, from_image, DetectError, ImageModule, ModuleSource, WasmFormat, Workload,
 };
 use crate::engine::{EngineError, WasmEngine};
+use crate::grants::{apply_read_only, GrantError, Grants};
 use crate::mount::{mount_rootfs, unmount_all, unmount_top, MountError, RootfsMount};
 use crate::resolve::View;
 use crate::spec::{self, SpecError};
@@ -60,6 +61,9 @@ pub enum CreateError {
     /// Setting up the process's terminal.
     #[error(transparent)]
     Console(#[from] ConsoleError),
+    /// A `wasmpod.io/` annotation.
+    #[error(transparent)]
+    Grant(#[from] GrantError),
 }
 
 impl CreateError {
@@ -70,7 +74,7 @@ impl CreateError {
         match self {
             Self::Spec(SpecError::Invalid { .. } | SpecError::Bad(_)) => ErrorKind::InvalidArgument,
             Self::Spec(SpecError::Write { .. }) => ErrorKind::Internal,
-            Self::Detect(_) | Self::Module { .. } => ErrorKind::InvalidArgument,
+            Self::Detect(_) | Self::Module { .. } | Self::Grant(_) => ErrorKind::InvalidArgument,
             Self::Source(SourceError::TooLarge { .. }) => ErrorKind::InvalidArgument,
             Self::Source(_) => ErrorKind::Internal,
             // Beyond the node's limits: the module asks too much, a retry will not help.
@@ -180,12 +184,26 @@ fn create_on_rootfs<E: WasmEngine>(
     rootfs: &Path,
 ) -> Result<Created, CreateError> {
     let terminal = crate::console::terminal_of(spec.process().as_ref(), opts.terminal)?;
+    // Every container of the pod gets the pod's annotations: a malformed one fails them all.
+    let grants = Grants::from_spec(spec)?;
     let console_socket = terminal.then(ConsoleSocket::bind).transpose()?;
     let decision = match opts.image_module {
         Some(module) => from_image(spec, module)?,
         None => detect(spec, &View::of_spec(spec, rootfs))?,
     };
     tracing::info!(id = opts.id, reason = %decision.reason, "workload decision");
+    let wasm = matches!(decision.workload, crate::detect::Workload::Wasm { .. });
+    let mut spec = spec.clone();
+    if wasm {
+        grants.check_engine(E::NAME, E::SOCKETS, E::OUTBOUND_HTTP)?;
+        if let Some(preopens) = &grants.preopens {
+            apply_read_only(&mut spec, rootfs, preopens)?;
+        }
+        if !grants.is_default() {
+            tracing::info!(id = opts.id, grants = ?grants, "guest capabilities narrowed by annotations");
+        }
+    }
+    let spec = &spec;
     let prepared = prepare(preparer, opts.id, decision.workload)?;
 
     std::fs::create_dir_all(opts.root).map_err(|source| CreateError::StateRoot {

@@ -313,6 +313,7 @@ fn child<E: WasmEngine>(case: &Case, dir: &Path) -> ! {
         cwd: case.cwd.clone(),
         func: case.func.clone(),
         memory_limit: case.memory_limit.map(crate::MemoryLimit::fixed),
+        grants: Default::default(),
     };
     let code = match engine.run(&module, &guest) {
         Ok(code) => code,

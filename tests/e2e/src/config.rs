@@ -56,7 +56,8 @@ pub fn containerd_config(base: &Path) -> String {
     let mut runtimes = String::new();
     for (handler, runtime_type) in CRI_HANDLERS {
         runtimes.push_str(&format!(
-            "\n[{cri}.containerd.runtimes.{handler}]\n  runtime_type = \"{runtime_type}\"\n"
+            "\n[{cri}.containerd.runtimes.{handler}]\n  runtime_type = \"{runtime_type}\"\n  \
+             pod_annotations = [\"wasmpod.io/*\"]\n  container_annotations = [\"wasmpod.io/*\"]\n"
         ));
     }
     format!(

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use toml_edit::{value, DocumentMut, Item, Table};
+use toml_edit::{value, Array, DocumentMut, Item, Table};
 
 use crate::error::{Error, Result};
 use crate::handler::Handler;
@@ -81,7 +81,8 @@ pub fn missing<'a>(
 
 /// Adds a runtime table for each of `handlers` (none may exist yet), after everything else in
 /// the file. Each names its shim binary in `bin_dir` with `runtime_path` as well (containerd
-/// 1.6.20 was seen to find the shim through its `PATH` all the same).
+/// 1.6.20 was seen to find the shim through its `PATH` all the same), and lets the pod's and
+/// the container's `wasmpod.io/` annotations through to the shim (CRI drops them otherwise).
 pub fn add(
     doc: &mut DocumentMut,
     version: ConfigVersion,
@@ -101,6 +102,9 @@ pub fn add(
                     .as_ref(),
             ),
         );
+        for key in ["pod_annotations", "container_annotations"] {
+            runtime.insert(key, value(Array::from_iter(["wasmpod.io/*"])));
+        }
         append(doc, version, &handler.name, runtime, None, path)?;
     }
     Ok(())

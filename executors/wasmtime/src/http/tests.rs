@@ -35,6 +35,7 @@ fn guest(memory_limit: Option<u64>) -> GuestContext {
         cwd: "/".into(),
         func: None,
         memory_limit: memory_limit.map(wasmpod_runtime::MemoryLimit::fixed),
+        grants: Default::default(),
     }
 }
 
