@@ -1,7 +1,6 @@
 //! The guest's WASI args, env and preopens in the form libwasmedge's built-in WASI takes them:
 //! C strings, env as `KEY=VALUE`, preopens as `GUEST_PATH:HOST_PATH`.
 
-
 use wasmpod_runtime::{EngineError, GuestContext};
 
 #[derive(Debug, PartialEq, Eq)]
