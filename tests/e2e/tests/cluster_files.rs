@@ -498,6 +498,36 @@ fn containerd_runtime_types_name_shim_binaries() -> Result<()> {
     problems.finish()
 }
 
+/// Without `pod_annotations` and `container_annotations` listing `wasmpod.io/*`, containerd's
+/// CRI plugin drops the pods' `wasmpod.io/` annotations and the shim never sees them.
+#[test]
+fn runtime_tables_pass_wasmpod_annotations() -> Result<()> {
+    let mut problems = Problems::default();
+    for (file, config) in containerd_configs()? {
+        let runtimes = RUNTIMES_PATH
+            .iter()
+            .try_fold(&config, |node, key| node.get(*key).and_then(toml::Value::as_table));
+        let Some(runtimes) = runtimes else {
+            problems.add(&file, "no runtimes table");
+            continue;
+        };
+        for (handler, table) in runtimes {
+            for key in ["pod_annotations", "container_annotations"] {
+                let listed = table
+                    .get(key)
+                    .and_then(toml::Value::as_array)
+                    .is_some_and(|a| a.iter().any(|v| v.as_str() == Some("wasmpod.io/*")));
+                problems.check(
+                    listed,
+                    &file,
+                    format_args!("runtime handler {handler:?}: {key} must list \"wasmpod.io/*\""),
+                );
+            }
+        }
+    }
+    problems.finish()
+}
+
 #[test]
 fn handlers_runtime_class_and_deployment_agree() -> Result<()> {
     let mut problems = Problems::default();
