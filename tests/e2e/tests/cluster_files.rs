@@ -504,9 +504,9 @@ fn containerd_runtime_types_name_shim_binaries() -> Result<()> {
 fn runtime_tables_pass_wasmpod_annotations() -> Result<()> {
     let mut problems = Problems::default();
     for (file, config) in containerd_configs()? {
-        let runtimes = RUNTIMES_PATH
-            .iter()
-            .try_fold(&config, |node, key| node.get(*key).and_then(toml::Value::as_table));
+        let runtimes = RUNTIMES_PATH.iter().try_fold(&config, |node, key| {
+            node.get(*key).and_then(toml::Value::as_table)
+        });
         let Some(runtimes) = runtimes else {
             problems.add(&file, "no runtimes table");
             continue;
