@@ -151,7 +151,7 @@ impl Compiler {
         let mut child = exits::spawn(&mut command).map_err(io("starting the compile process"))?;
         let stderr = child.stderr.take().map(read_bounded);
         let deadline = started + self.config.timeout;
-        let exit = match exits::wait(&mut child, deadline) {
+        let exit = match wait_logging_progress(&mut child, deadline, path, module.len()) {
             Some(exit) => exit,
             None => {
                 let _ = child.kill();
@@ -201,6 +201,38 @@ impl Compiler {
                 },
             }),
         }
+    }
+}
+
+/// When a compile still runs after this long, the shim logs its progress (and again at each
+/// [`PROGRESS_EVERY`]): a large module takes long on a small node, and kubelet is waiting.
+const PROGRESS_AFTER: Duration = Duration::from_secs(2);
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// [`exits::wait`], logging the compile's progress at info while it runs.
+fn wait_logging_progress(
+    child: &mut std::process::Child,
+    deadline: Instant,
+    path: &str,
+    bytes: u64,
+) -> Option<Exit> {
+    let started = Instant::now();
+    let mut next_log = started + PROGRESS_AFTER;
+    loop {
+        if let Some(exit) = exits::wait(child, deadline.min(next_log)) {
+            return Some(exit);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tracing::info!(
+            module = path,
+            bytes,
+            elapsed_s = started.elapsed().as_secs(),
+            limit_s = deadline.saturating_duration_since(started).as_secs(),
+            "still compiling"
+        );
+        next_log += PROGRESS_EVERY;
     }
 }
 

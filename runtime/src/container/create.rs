@@ -298,25 +298,16 @@ pub(super) fn prepare<'a, E: WasmEngine>(
     let (artifact, verdict) = match cache.lookup(&key) {
         Lookup::Hit(artifact) => (artifact, "hit"),
         lookup => {
-            if let Lookup::Refused(reason) = &lookup {
-                tracing::warn!(id, module = %path, entry = %key.file_name(), %reason, "cache entry refused, compiling again");
+            // One compile per module on the node: wait for another shim's, then look again.
+            let wait = preparer.compiler.config().timeout + COMPILE_LOCK_MARGIN;
+            let lock = cache.lock_compile(&key, wait)?;
+            let waited = lock.as_ref().is_some_and(|l| !l.waited.is_zero());
+            match (waited, cache.lookup(&key)) {
+                (true, Lookup::Hit(artifact)) => {
+                    (artifact, "hit, compiled by another shim meanwhile")
+                }
+                _ => compile_entry(preparer, id, &path, &module, &key, lookup)?,
             }
-            let temp = cache.create_temp()?;
-            let stats = preparer.compiler.compile(&path, &module, temp.file())?;
-            tracing::info!(
-                id,
-                module = %path,
-                queued_ms = stats.queued.as_millis() as u64,
-                compile_ms = stats.compiled.as_millis() as u64,
-                compile_peak_kib = stats.peak_rss_kib.unwrap_or(0),
-                "module compiled"
-            );
-            let verdict = match (lookup, cache.is_shared()) {
-                (_, false) => "not used (unsafe directory), compiled for this container",
-                (Lookup::Refused(_), true) => "refused entry, recompiled",
-                _ => "miss, compiled",
-            };
-            (cache.commit(temp, &key)?, verdict)
         }
     };
     tracing::info!(id, module = %path, cache = verdict, "module prepared");
@@ -331,6 +322,41 @@ pub(super) fn prepare<'a, E: WasmEngine>(
         wasm: true,
         private,
     })
+}
+
+/// How much longer than a compile's time limit a shim waits for another shim's compile of the
+/// same module before it compiles the module itself.
+const COMPILE_LOCK_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Compiles `module` in the node's compile process into a new cache entry.
+fn compile_entry<E: WasmEngine>(
+    preparer: &Preparer<E>,
+    id: &str,
+    path: &str,
+    module: &SealedModule,
+    key: &EntryKey,
+    lookup: Lookup,
+) -> Result<(PathBuf, &'static str), CreateError> {
+    let cache = preparer.cache;
+    if let Lookup::Refused(reason) = &lookup {
+        tracing::warn!(id, module = %path, entry = %key.file_name(), %reason, "cache entry refused, compiling again");
+    }
+    let temp = cache.create_temp()?;
+    let stats = preparer.compiler.compile(path, module, temp.file())?;
+    tracing::info!(
+        id,
+        module = %path,
+        queued_ms = stats.queued.as_millis() as u64,
+        compile_ms = stats.compiled.as_millis() as u64,
+        compile_peak_kib = stats.peak_rss_kib.unwrap_or(0),
+        "module compiled"
+    );
+    let verdict = match (lookup, cache.is_shared()) {
+        (_, false) => "not used (unsafe directory), compiled for this container",
+        (Lookup::Refused(_), true) => "refused entry, recompiled",
+        _ => "miss, compiled",
+    };
+    Ok((cache.commit(temp, key)?, verdict))
 }
 
 /// Whether the zygote found the module already loaded (`zygote=reused`) or loaded it for this

@@ -15,6 +15,8 @@ mod bad_input;
 mod cache;
 #[path = "../cases/cleanup.rs"]
 mod cleanup;
+#[path = "../cases/compile_once.rs"]
+mod compile_once;
 #[path = "../cases/compile_sandbox.rs"]
 mod compile_sandbox;
 #[path = "../cases/components.rs"]
@@ -121,6 +123,7 @@ fn main() {
     all.extend(start_path::cases());
     all.extend(http::cases());
     all.extend(compile_sandbox::cases());
+    all.extend(compile_once::cases());
     all.extend(hostile_guest::cases());
     all.extend(hostile_files::cases());
     all.extend(hostile_modules::cases());
