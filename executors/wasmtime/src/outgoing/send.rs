@@ -120,7 +120,7 @@ pub async fn send(
             )
         })?
         .map_err(|e| Failure::new(Error::InternalError(None), e))?;
-    let stream = timeout_at(deadline, connect(outgoing, target))
+    let stream = timeout_at(deadline, connect(outgoing, target, deadline))
         .await
         .map_err(|_| {
             Failure::new(
@@ -181,10 +181,17 @@ pub async fn send(
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
-/// Name lookup, TCP connect (each address in turn), then TLS for `https`.
-async fn connect(outgoing: &Outgoing, target: &Target) -> Result<Box<dyn Stream>, Failure> {
-    let addrs: Vec<_> = tokio::net::lookup_host((target.host.as_str(), target.port))
+/// Name lookup, TCP connect (each address in turn), then TLS for `https`; a lookup still
+/// going at `deadline` is a `DnsTimeout`.
+async fn connect(
+    outgoing: &Outgoing,
+    target: &Target,
+    deadline: Instant,
+) -> Result<Box<dyn Stream>, Failure> {
+    let lookup = tokio::net::lookup_host((target.host.as_str(), target.port));
+    let addrs: Vec<_> = timeout_at(deadline, lookup)
         .await
+        .map_err(|_| Failure::new(Error::DnsTimeout, format!("looking up {}", target.host)))?
         .map_err(|e| {
             let code = Error::DnsError {
                 rcode: Some(e.to_string()),
