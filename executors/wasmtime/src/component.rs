@@ -112,7 +112,7 @@ pub fn run(
     let state = GuestState {
         ctx: wasi::builder(guest)?.build(),
         http: WasiHttpCtx::new(),
-        hooks: Outgoing::new(guest).hooks(),
+        hooks: Outgoing::new(engine, component, guest).hooks(),
         table: ResourceTable::new(),
         limits: GuestLimits::new(guest.memory_limit),
     };

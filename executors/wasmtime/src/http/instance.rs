@@ -75,7 +75,7 @@ impl Proxy {
             .instantiate_pre(component)
             .and_then(ProxyPre::new)
             .map_err(other("preparing the proxy component"))?;
-        let outgoing = Outgoing::new(&guest);
+        let outgoing = Outgoing::new(engine, component, &guest);
         Ok(Self {
             pre,
             guest,

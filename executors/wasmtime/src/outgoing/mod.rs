@@ -21,12 +21,16 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use wasmpod_runtime::grants::{OutboundHttp, OUTBOUND_HTTP};
 use wasmpod_runtime::GuestContext;
+use wasmtime::component::Component;
+use wasmtime::Engine;
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
 /// Most outgoing requests of one container in flight at once (from the request's start to
 /// the end of its response body); more wait for a free slot up to their connect timeout, then
 /// fail with `ConnectionLimitReached`.
 pub const MAX_CONCURRENT: usize = 64;
+/// The interface a component imports to send requests (any 0.2.x version).
+const OUTGOING_HANDLER: &str = "wasi:http/outgoing-handler@0.2";
 
 /// Time limits of one outgoing request. A guest's `request-options` may set each one, up to
 /// [`Timeouts::MAX`].
@@ -92,13 +96,18 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
-    /// Reads the container's CA bundle (unless no request is allowed) and builds the client's
-    /// TLS configuration. Problems with the bundle are reported on stderr, not fatal: HTTPS
-    /// then trusts the webpki roots only.
-    pub fn new(guest: &GuestContext) -> Arc<Self> {
+    /// Reads the container's CA bundle and builds the client's TLS configuration, unless no
+    /// request can be made (the grant is `none`, or `component` does not import
+    /// `wasi:http/outgoing-handler`). Problems with the bundle are reported on stderr, not
+    /// fatal: HTTPS then trusts the webpki roots only.
+    pub fn new(engine: &Engine, component: &Component, guest: &GuestContext) -> Arc<Self> {
         let module = guest.args.first().cloned().unwrap_or_default();
         let grant = guest.grants.outbound_http.clone();
-        let tls = (grant != OutboundHttp::None).then(|| {
+        let sends = component
+            .component_type()
+            .imports(engine)
+            .any(|(name, _)| name.starts_with(OUTGOING_HANDLER));
+        let tls = (sends && grant != OutboundHttp::None).then(|| {
             let (config, problem) = roots::client_config(&guest.env);
             if let Some(problem) = problem {
                 eprintln!("wasmpod: {module}: outgoing HTTPS: {problem}");
