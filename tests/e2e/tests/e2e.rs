@@ -33,6 +33,8 @@ mod cri_terminal;
 mod custom_host;
 #[path = "../cases/exec.rs"]
 mod exec;
+#[path = "../cases/grants.rs"]
+mod grants;
 #[path = "../cases/grouping.rs"]
 mod grouping;
 #[path = "../cases/harness.rs"]
@@ -137,5 +139,6 @@ fn main() {
     all.extend(shared_pid::cases());
     all.extend(task_api::cases());
     all.extend(zygote::cases());
+    all.extend(grants::cases());
     runner::main(all);
 }
