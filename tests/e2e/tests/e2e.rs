@@ -69,6 +69,8 @@ mod observe;
 mod oci_images;
 #[path = "../cases/oom_live.rs"]
 mod oom_live;
+#[path = "../cases/outbound_http.rs"]
+mod outbound_http;
 #[path = "../cases/pause.rs"]
 mod pause;
 #[path = "../cases/pod_teardown.rs"]
@@ -122,6 +124,7 @@ fn main() {
     all.extend(cri_terminal::cases());
     all.extend(start_path::cases());
     all.extend(http::cases());
+    all.extend(outbound_http::cases());
     all.extend(compile_sandbox::cases());
     all.extend(compile_once::cases());
     all.extend(hostile_guest::cases());
