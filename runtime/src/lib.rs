@@ -70,6 +70,7 @@ mod executor;
 pub mod grants;
 mod guest;
 pub mod memory_limit;
+pub mod module_exports;
 pub mod mount;
 pub mod oom;
 pub mod resolve;

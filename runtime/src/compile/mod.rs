@@ -102,11 +102,14 @@ impl Compiler {
         &self.config
     }
 
-    /// Compiles `module` (found at `path` in the container) into `out`, which the compile
-    /// process writes from its current offset on.
+    /// Compiles `module` (found at `path` in the container, to be started at `entry`, `None`
+    /// for the default) into `out`, which the compile process writes from its current offset
+    /// on. A module that can never start is refused before it is compiled
+    /// ([`WasmEngine::check_before_compile`](crate::WasmEngine::check_before_compile)).
     pub fn compile(
         &self,
         path: &str,
+        entry: Option<&str>,
         module: &SealedModule,
         out: &File,
     ) -> Result<CompileStats, CompileError> {
@@ -148,6 +151,9 @@ impl Compiler {
             .stdin(module.reader().map_err(io("module"))?)
             .stdout(out.try_clone().map_err(io("artifact file"))?)
             .stderr(Stdio::piped());
+        if let Some(entry) = entry {
+            command.env(child::ENTRY_ENV, entry);
+        }
         let mut child = exits::spawn(&mut command).map_err(io("starting the compile process"))?;
         let stderr = child.stderr.take().map(read_bounded);
         let deadline = started + self.config.timeout;

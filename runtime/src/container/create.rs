@@ -306,7 +306,14 @@ pub(super) fn prepare<'a, E: WasmEngine>(
                 (true, Lookup::Hit(artifact)) => {
                     (artifact, "hit, compiled by another shim meanwhile")
                 }
-                _ => compile_entry(preparer, id, &path, &module, &key, lookup)?,
+                _ => compile_entry(
+                    preparer,
+                    id,
+                    (&path, func.as_deref()),
+                    &module,
+                    &key,
+                    lookup,
+                )?,
             }
         }
     };
@@ -332,7 +339,7 @@ const COMPILE_LOCK_MARGIN: std::time::Duration = std::time::Duration::from_secs(
 fn compile_entry<E: WasmEngine>(
     preparer: &Preparer<E>,
     id: &str,
-    path: &str,
+    (path, entry): (&str, Option<&str>),
     module: &SealedModule,
     key: &EntryKey,
     lookup: Lookup,
@@ -342,7 +349,9 @@ fn compile_entry<E: WasmEngine>(
         tracing::warn!(id, module = %path, entry = %key.file_name(), %reason, "cache entry refused, compiling again");
     }
     let temp = cache.create_temp()?;
-    let stats = preparer.compiler.compile(path, module, temp.file())?;
+    let stats = preparer
+        .compiler
+        .compile(path, entry, module, temp.file())?;
     tracing::info!(
         id,
         module = %path,
