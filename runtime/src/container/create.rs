@@ -130,6 +130,8 @@ pub struct Created {
     pub rootfs: PathBuf,
     /// The master of the process's terminal, when it has one.
     pub console: Option<OwnedFd>,
+    /// `sha256:<hex>` of the wasm module (its cache key), none for a native process.
+    pub module_digest: Option<String>,
 }
 
 /// What turns a detected wasm workload into a loadable artifact: the engine (for its
@@ -187,11 +189,13 @@ fn create_on_rootfs<E: WasmEngine>(
     // Every container of the pod gets the pod's annotations: a malformed one fails them all.
     let grants = Grants::from_spec(spec)?;
     let console_socket = terminal.then(ConsoleSocket::bind).transpose()?;
+    let detect_span = tracing::info_span!(target: crate::TRACE_TARGET, "detect", id = opts.id).entered();
     let decision = match opts.image_module {
         Some(module) => from_image(spec, module)?,
         None => detect(spec, &View::of_spec(spec, rootfs))?,
     };
     tracing::info!(id = opts.id, reason = %decision.reason, "workload decision");
+    drop(detect_span);
     let wasm = matches!(decision.workload, crate::detect::Workload::Wasm { .. });
     let mut spec = spec.clone();
     if wasm {
@@ -223,7 +227,9 @@ fn create_on_rootfs<E: WasmEngine>(
         exec_process: None,
         console_socket: console_socket.as_ref().map(|s| s.path().to_path_buf()),
     };
+    let zygote_span = tracing::info_span!(target: crate::TRACE_TARGET, "zygote_create", id = opts.id).entered();
     let spawned = prepared.finish(zygote.create(&request, opts.oom_report))?;
+    drop(zygote_span);
     // On an error the caller deletes the container, its init included.
     let console = console_socket.map(ConsoleSocket::receive).transpose()?;
     log_zygote_module(opts.id, prepared.wasm, spawned.module_reused);
@@ -233,6 +239,7 @@ fn create_on_rootfs<E: WasmEngine>(
         reason: decision.reason,
         rootfs: rootfs.to_path_buf(),
         console,
+        module_digest: prepared.module_digest(),
     })
 }
 
@@ -245,6 +252,14 @@ pub(super) struct Prepared<'a> {
 }
 
 impl Prepared<'_> {
+    /// `sha256:<hex>` of the wasm module, none for a native workload.
+    pub fn module_digest(&self) -> Option<String> {
+        match &self.workload {
+            PreparedWorkload::Wasm { module_sha256, .. } => Some(format!("sha256:{module_sha256}")),
+            PreparedWorkload::Native => None,
+        }
+    }
+
     /// Removes a single-use artifact now that the zygote has loaded it (or failed to).
     pub fn finish<T>(&self, result: Result<T, ZygoteError>) -> Result<T, ZygoteError> {
         if let Some((artifact, cache)) = &self.private {
@@ -295,12 +310,17 @@ pub(super) fn prepare<'a, E: WasmEngine>(
     };
     let key = EntryKey::new(*module.sha256(), &preparer.engine.compatibility_key());
     let cache = preparer.cache;
-    let (artifact, verdict) = match cache.lookup(&key) {
+    let lookup_span = tracing::info_span!(target: crate::TRACE_TARGET, "cache_lookup", id, cache.result = tracing::field::Empty).entered();
+    let lookup = cache.lookup(&key);
+    lookup_span.record("cache.result", match &lookup { Lookup::Hit(_) => "hit", Lookup::Refused(_) => "refused", Lookup::Miss => "miss" });
+    drop(lookup_span);
+    let (artifact, verdict) = match lookup {
         Lookup::Hit(artifact) => (artifact, "hit"),
         lookup => {
             if let Lookup::Refused(reason) = &lookup {
                 tracing::warn!(id, module = %path, entry = %key.file_name(), %reason, "cache entry refused, compiling again");
             }
+            let _compile_span = tracing::info_span!(target: crate::TRACE_TARGET, "compile", id).entered();
             let temp = cache.create_temp()?;
             let stats = preparer.compiler.compile(&path, &module, temp.file())?;
             tracing::info!(

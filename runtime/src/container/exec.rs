@@ -102,5 +102,6 @@ pub fn exec<E: WasmEngine>(
         reason: decision.reason,
         rootfs,
         console,
+        module_digest: prepared.module_digest(),
     })
 }
