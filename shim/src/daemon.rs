@@ -234,7 +234,7 @@ pub fn run<E: WasmEngine>(flags: &Flags, zygote: &'static Zygote) -> anyhow::Res
 
     exit.wait();
     server.shutdown();
-    // The last spans (the last Delete's among them) before the process ends; bounded.
+    // What is left (spans are flushed at each Shutdown already, see `Service::shutdown`).
     crate::otel::shutdown();
     if let Err(e) = std::fs::remove_file(socket_path(&flags.socket)) {
         if e.kind() != ErrorKind::NotFound {

@@ -342,6 +342,9 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
     }
 
     fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> TtrpcResult<Empty> {
+        // containerd sends Shutdown after each Delete and stops reading our log right after
+        // it: the task's spans go out now, so an export failure is still logged (bounded).
+        otel::flush();
         self.lifetime.exit_when_idle(self.tasks.clone());
         Ok(Empty::new())
     }

@@ -4,13 +4,14 @@
 //! [`OnRuntime::export`]; tonic and hyper need a tokio reactor, so the export runs on a
 //! one-worker runtime (`otel-export`) that exists only while export is on. Each export is
 //! bounded by [`EXPORT_TIMEOUT`]: an unreachable collector never holds up a container, whose
-//! spans only ever go into the queue.
+//! spans only ever go into the queue. One attempt per batch (no retries): a shim lives as long
+//! as its pod and ends with a flush that containerd waits for, spans are best effort.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use opentelemetry_otlp::{Protocol as Otlp, WithExportConfig};
+use opentelemetry_otlp::{Protocol as Otlp, RetryPolicy, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
@@ -19,7 +20,7 @@ use tokio::runtime::{Handle, Runtime};
 use super::Protocol;
 
 /// The longest one export (with the exporter's own retries) may take.
-const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The name of the exporter's threads (`/proc/<pid>/task/*/comm`).
 pub const THREAD_NAME: &str = "otel-export";
@@ -39,6 +40,15 @@ fn runtime() -> anyhow::Result<&'static Runtime> {
     Ok(RUNTIME.get_or_init(|| rt))
 }
 
+/// Runs `f` on the exporter's runtime, off the caller's thread.
+pub fn in_background(f: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
+    let rt = RUNTIME
+        .get()
+        .ok_or_else(|| anyhow::anyhow!("no exporter runtime"))?;
+    drop(rt.spawn_blocking(f));
+    Ok(())
+}
+
 /// The exporter for `protocol`, its endpoint and options from the standard variables.
 pub fn exporter(protocol: Protocol) -> anyhow::Result<impl SpanExporter> {
     let rt = runtime()?;
@@ -48,9 +58,11 @@ pub fn exporter(protocol: Protocol) -> anyhow::Result<impl SpanExporter> {
         Protocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(Otlp::HttpBinary)
+            .with_retry_policy(RetryPolicy::disabled())
             .build()?,
         Protocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
+            .with_retry_policy(RetryPolicy::disabled())
             .build()?,
     };
     Ok(OnRuntime {
@@ -79,7 +91,7 @@ impl<E: SpanExporter> OnRuntime<E> {
             }
             Err(e) => {
                 if self.failing.swap(true, Ordering::Relaxed) {
-                    tracing::debug!(error = %e, spans, "OpenTelemetry export failed, spans dropped");
+                    tracing::debug!(error = %e, spans, "OpenTelemetry export still failing, spans dropped");
                 } else {
                     tracing::warn!(
                         error = %e,

@@ -31,8 +31,10 @@ use tracing_subscriber::Layer;
 pub use spans::{record_error, task_span, TaskTrace};
 pub use wasmpod_runtime::TRACE_TARGET;
 
+/// How long a `Shutdown` waits for the spans to go out (a slow collector is not waited for).
+const FLUSH_WAIT: Duration = Duration::from_millis(500);
 /// How long the daemon's exit waits for the last spans to go out.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(4);
 
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 
@@ -119,6 +121,27 @@ fn start(engine: &'static str, protocol: Protocol) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sends what is queued now, waiting at most [`FLUSH_WAIT`]; a slower export goes on in the
+/// background.
+pub fn flush() {
+    let Some(provider) = PROVIDER.get() else {
+        return;
+    };
+    let (done, wait) = std::sync::mpsc::channel();
+    let flushed = export::in_background(move || {
+        let _ = done.send(provider.force_flush());
+    });
+    if let Err(e) = flushed {
+        tracing::debug!(error = %e, "OpenTelemetry flush");
+        return;
+    }
+    match wait.recv_timeout(FLUSH_WAIT) {
+        Ok(Err(e)) => tracing::debug!(error = %e, "OpenTelemetry flush"),
+        Ok(Ok(())) => {}
+        Err(_) => tracing::debug!("OpenTelemetry flush still running"),
+    }
+}
+
 /// Sends what is still queued (bounded by a timeout) and stops the exporter: the daemon's exit.
 pub fn shutdown() {
     if let Some(provider) = PROVIDER.get() {
@@ -173,3 +196,4 @@ mod tests {
         assert!(wanted(env(&json)).is_err());
     }
 }
+

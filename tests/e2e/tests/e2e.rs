@@ -65,6 +65,8 @@ mod observe;
 mod oci_images;
 #[path = "../cases/oom_live.rs"]
 mod oom_live;
+#[path = "../cases/otel.rs"]
+mod otel;
 #[path = "../cases/pause.rs"]
 mod pause;
 #[path = "../cases/pod_teardown.rs"]
@@ -134,5 +136,6 @@ fn main() {
     all.extend(shared_pid::cases());
     all.extend(task_api::cases());
     all.extend(zygote::cases());
+    all.extend(otel::cases());
     runner::main(all);
 }
