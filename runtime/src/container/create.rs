@@ -189,7 +189,8 @@ fn create_on_rootfs<E: WasmEngine>(
     // Every container of the pod gets the pod's annotations: a malformed one fails them all.
     let grants = Grants::from_spec(spec)?;
     let console_socket = terminal.then(ConsoleSocket::bind).transpose()?;
-    let detect_span = tracing::info_span!(target: crate::TRACE_TARGET, "detect", id = opts.id).entered();
+    let detect_span =
+        tracing::info_span!(target: crate::TRACE_TARGET, "detect", id = opts.id).entered();
     let decision = match opts.image_module {
         Some(module) => from_image(spec, module)?,
         None => detect(spec, &View::of_spec(spec, rootfs))?,
@@ -227,7 +228,8 @@ fn create_on_rootfs<E: WasmEngine>(
         exec_process: None,
         console_socket: console_socket.as_ref().map(|s| s.path().to_path_buf()),
     };
-    let zygote_span = tracing::info_span!(target: crate::TRACE_TARGET, "zygote_create", id = opts.id).entered();
+    let zygote_span =
+        tracing::info_span!(target: crate::TRACE_TARGET, "zygote_create", id = opts.id).entered();
     let spawned = prepared.finish(zygote.create(&request, opts.oom_report))?;
     drop(zygote_span);
     // On an error the caller deletes the container, its init included.
@@ -312,7 +314,14 @@ pub(super) fn prepare<'a, E: WasmEngine>(
     let cache = preparer.cache;
     let lookup_span = tracing::info_span!(target: crate::TRACE_TARGET, "cache_lookup", id, cache.result = tracing::field::Empty).entered();
     let lookup = cache.lookup(&key);
-    lookup_span.record("cache.result", match &lookup { Lookup::Hit(_) => "hit", Lookup::Refused(_) => "refused", Lookup::Miss => "miss" });
+    lookup_span.record(
+        "cache.result",
+        match &lookup {
+            Lookup::Hit(_) => "hit",
+            Lookup::Refused(_) => "refused",
+            Lookup::Miss => "miss",
+        },
+    );
     drop(lookup_span);
     let (artifact, verdict) = match lookup {
         Lookup::Hit(artifact) => (artifact, "hit"),
@@ -320,7 +329,8 @@ pub(super) fn prepare<'a, E: WasmEngine>(
             if let Lookup::Refused(reason) = &lookup {
                 tracing::warn!(id, module = %path, entry = %key.file_name(), %reason, "cache entry refused, compiling again");
             }
-            let _compile_span = tracing::info_span!(target: crate::TRACE_TARGET, "compile", id).entered();
+            let _compile_span =
+                tracing::info_span!(target: crate::TRACE_TARGET, "compile", id).entered();
             let temp = cache.create_temp()?;
             let stats = preparer.compiler.compile(&path, &module, temp.file())?;
             tracing::info!(

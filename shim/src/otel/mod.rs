@@ -166,7 +166,10 @@ mod tests {
     #[test]
     fn off_without_an_endpoint_or_when_disabled() {
         assert_eq!(wanted(env(&[])), Ok(None));
-        assert_eq!(wanted(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "")])), Ok(None));
+        assert_eq!(
+            wanted(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "")])),
+            Ok(None)
+        );
         assert_eq!(
             wanted(env(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")])),
             Ok(None)
@@ -180,7 +183,10 @@ mod tests {
 
     #[test]
     fn protocol_defaults_to_http_protobuf() {
-        let http = [("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://h:4318/v1/traces")];
+        let http = [(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://h:4318/v1/traces",
+        )];
         assert_eq!(wanted(env(&http)), Ok(Some(Protocol::HttpProtobuf)));
         let grpc = [
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://h:4317"),
@@ -196,4 +202,3 @@ mod tests {
         assert!(wanted(env(&json)).is_err());
     }
 }
-

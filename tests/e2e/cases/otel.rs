@@ -146,7 +146,10 @@ fn one_trace_per_container(shared: &Env, protocol: Protocol) -> Result<()> {
         .find(|s| s.name == "Create")
         .context("no Create")?;
     let digest = digest(&env)?;
-    for span in spans.iter().filter(|s| s.attributes.contains_key("container.id")) {
+    for span in spans
+        .iter()
+        .filter(|s| s.attributes.contains_key("container.id"))
+    {
         ensure!(
             span.attr("container.id") == id
                 && span.attr("sandbox.id") == id
@@ -168,9 +171,9 @@ fn one_trace_per_container(shared: &Env, protocol: Protocol) -> Result<()> {
     );
     for name in ["Start", "Kill", "Delete"] {
         ensure!(
-            spans.iter().any(|s| s.name == name
-                && s.parent_span_id == create.span_id
-                && s.error.is_none()),
+            spans
+                .iter()
+                .any(|s| s.name == name && s.parent_span_id == create.span_id && s.error.is_none()),
             "no successful {name} under Create:\n{all}"
         );
     }
@@ -255,8 +258,11 @@ fn otel_unreachable_endpoint_never_fails_a_container(shared: &Env) -> Result<()>
     // A port nobody listens on: bound, then closed.
     let closed = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let endpoint = format!("http://{closed}");
-    let mut env = Env::with_shim_env(shared.shim_dir(), &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)])
-        .context("starting a private containerd with an unreachable OTLP endpoint")?;
+    let mut env = Env::with_shim_env(
+        shared.shim_dir(),
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)],
+    )
+    .context("starting a private containerd with an unreachable OTLP endpoint")?;
     env.require_shim()?;
     let count_failures = |env: &Env| -> Result<usize> {
         let log = std::fs::read_to_string(env.containerd().log_path())?;
@@ -268,14 +274,19 @@ fn otel_unreachable_endpoint_never_fails_a_container(shared: &Env) -> Result<()>
     let (daemon, _) = daemon_of(&env, &id)?;
     kill_and_delete(&env, &id)?;
     wait_exit(daemon.proc.pid)?;
-    poll(ARRIVAL, "the shim's export failure in containerd.log", || {
-        Ok((count_failures(&env)? >= 1).then_some(()))
-    })?;
+    poll(
+        ARRIVAL,
+        "the shim's export failure in containerd.log",
+        || Ok((count_failures(&env)? >= 1).then_some(())),
+    )?;
 
     let quick = env.unique_id("otel-unreachable-rm");
-    let out = env
-        .ctr()
-        .run_rm(&env.runtime(), env.wasm_image()?, &quick, &[MODULE, "exit", "0"])?;
+    let out = env.ctr().run_rm(
+        &env.runtime(),
+        env.wasm_image()?,
+        &quick,
+        &[MODULE, "exit", "0"],
+    )?;
     out.ok()?;
     // Each shim (one per container with ctr) warns once, however many exports fail.
     poll(ARRIVAL, "the second shim's export failure", || {
