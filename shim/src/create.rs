@@ -17,7 +17,7 @@ use crate::status::status;
 use crate::tasks::Task;
 
 impl<E: WasmEngine> Service<E> {
-    /// [`Self::do_create`] in the container's Create span, whose context the task keeps for
+    /// `do_create` in the container's Create span, whose context the task keeps for
     /// the spans of its later verbs.
     pub(crate) fn traced_create(&self, req: &api::CreateTaskRequest) -> Result<Task, ttrpc::Error> {
         if !otel::active() {

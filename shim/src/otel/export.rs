@@ -1,9 +1,9 @@
 //! The OTLP exporter on a runtime of its own, bounded, and logging its failures once.
 //!
 //! The SDK's batch processor (one thread, a bounded queue that drops when full) calls
-//! [`OnRuntime::export`]; tonic and hyper need a tokio reactor, so the export runs on a
+//! `OnRuntime::export`; tonic and hyper need a tokio reactor, so the export runs on a
 //! one-worker runtime (`otel-export`) that exists only while export is on. Each export is
-//! bounded by [`EXPORT_TIMEOUT`]: an unreachable collector never holds up a container, whose
+//! bounded by `EXPORT_TIMEOUT`: an unreachable collector never holds up a container, whose
 //! spans only ever go into the queue. One attempt per batch (no retries): a shim lives as long
 //! as its pod and ends with a flush that containerd waits for, spans are best effort.
 

@@ -6,13 +6,13 @@
 //! variables (headers, timeout, resource attributes, sampler) are the SDK's. containerd starts
 //! shims with its own environment, so these are set on containerd.
 //!
-//! Only the shim daemon exports, and only from [`init`], which runs after the zygote is forked
+//! Only the shim daemon exports, and only from `init`, which runs after the zygote is forked
 //! and the signals are blocked: the zygote, the containers and the compile processes never hold
 //! an exporter thread. Off, nothing of this exists: no subscriber, no thread, no span.
 //!
-//! On, a `tracing` subscriber carries two layers: [`to_log`] hands every event to the `log`
+//! On, a `tracing` subscriber carries two layers: `to_log` hands every event to the `log`
 //! logger exactly as `tracing`'s `log` feature does without a subscriber (so containerd's log is
-//! the same), and `tracing-opentelemetry` turns the spans of target [`TRACE_TARGET`] (the task
+//! the same), and `tracing-opentelemetry` turns the spans of target `TRACE_TARGET` (the task
 //! verbs here, detection, cache, compile and zygote in the runtime) into OpenTelemetry spans.
 
 mod export;

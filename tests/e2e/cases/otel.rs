@@ -19,6 +19,7 @@ pub fn cases() -> Vec<Case> {
         otel_http_protobuf_one_trace_per_container,
         otel_grpc_one_trace_per_container,
         otel_off_without_endpoint,
+        otel_off_when_sdk_disabled,
         otel_unreachable_endpoint_never_fails_a_container,
     ]
 }
@@ -239,19 +240,45 @@ fn otel_off_without_endpoint(env: &Env) -> Result<()> {
         );
     }
     let receivers = default_port_receivers()?;
-    let id = env.unique_id("otel-off");
+    assert_no_export(env, "otel-off", &receivers)
+}
+
+/// A detached wasm sleeper in `env`: its shim daemon has no exporter thread, and once it is
+/// deleted and the shim gone, `receivers` got nothing.
+fn assert_no_export(env: &Env, name: &str, receivers: &[Receiver]) -> Result<()> {
+    let id = env.unique_id(name);
     run_detached(env, &env.runtime(), &[], env.wasm_image()?, &id, SLEEP)?;
     let (daemon, _) = daemon_of(env, &id)?;
     let exporters = exporter_threads(daemon.proc.pid)?;
     kill_and_delete(env, &id)?;
     ensure!(
         exporters.is_empty(),
-        "exporter threads without an endpoint: {exporters:?}"
+        "exporter threads in a shim that should not export: {exporters:?}"
     );
     wait_exit(daemon.proc.pid)?;
     let sent: usize = receivers.iter().map(Receiver::requests).sum();
-    ensure!(sent == 0, "{sent} export requests without an endpoint");
+    ensure!(
+        sent == 0,
+        "{sent} export requests from a shim that should not export"
+    );
     Ok(())
+}
+
+/// `OTEL_SDK_DISABLED=true` wins over an endpoint.
+fn otel_off_when_sdk_disabled(shared: &Env) -> Result<()> {
+    let receiver = Receiver::start(Protocol::HttpProtobuf)?;
+    let endpoint = receiver.endpoint();
+    let mut env = Env::with_shim_env(
+        shared.shim_dir(),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_SDK_DISABLED", "true"),
+        ],
+    )
+    .context("starting a private containerd with OTEL_SDK_DISABLED")?;
+    env.require_shim()?;
+    assert_no_export(&env, "otel-disabled", &[receiver])?;
+    env.stop_gracefully()
 }
 
 fn otel_unreachable_endpoint_never_fails_a_container(shared: &Env) -> Result<()> {
