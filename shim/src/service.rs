@@ -129,16 +129,8 @@ impl<E: WasmEngine> Service<E> {
         exec_id: &str,
         verb: impl FnOnce() -> TtrpcResult<T>,
     ) -> TtrpcResult<T> {
-        if !otel::active() {
-            return verb();
-        }
-        let trace = self.tasks.get(id).map(|t| t.trace);
-        let span = otel::task_span(name, id, exec_id, E::NAME, trace.as_ref());
-        let result = span.in_scope(verb);
-        if let Err(e) = &result {
-            otel::record_error(&span, e);
-        }
-        result
+        let trace = || self.tasks.get(id).map(|t| t.trace);
+        otel::traced(name, id, exec_id, E::NAME, trace, verb)
     }
 
     fn do_delete(&self, task: &Task) -> Result<(), ttrpc::Error> {

@@ -28,7 +28,7 @@ use tracing_subscriber::filter::{filter_fn, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer;
 
-pub use spans::{record_error, task_span, TaskTrace};
+pub use spans::{record_error, task_span, traced, TaskTrace};
 pub use wasmpod_runtime::TRACE_TARGET;
 
 /// How long a `Shutdown` waits for the spans to go out (a slow collector is not waited for).

@@ -82,6 +82,27 @@ pub fn task_span(
     span
 }
 
+/// Runs `verb` in the span of task verb `name` (see [`task_span`]), which records its error;
+/// `trace` (the container's, if known) is asked only when export is on.
+pub fn traced<T, E: Display>(
+    name: &'static str,
+    id: &str,
+    exec_id: &str,
+    engine: &str,
+    trace: impl FnOnce() -> Option<TaskTrace>,
+    verb: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    if !active() {
+        return verb();
+    }
+    let span = task_span(name, id, exec_id, engine, trace().as_ref());
+    let result = span.in_scope(verb);
+    if let Err(e) = &result {
+        record_error(&span, e);
+    }
+    result
+}
+
 /// Marks `span` failed with `error` as its status message.
 pub fn record_error(span: &Span, error: impl Display) {
     if !span.is_disabled() {
