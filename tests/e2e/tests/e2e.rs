@@ -69,6 +69,8 @@ mod observe;
 mod oci_images;
 #[path = "../cases/oom_live.rs"]
 mod oom_live;
+#[path = "../cases/otel.rs"]
+mod otel;
 #[path = "../cases/outbound_http.rs"]
 mod outbound_http;
 #[path = "../cases/pause.rs"]
@@ -143,5 +145,6 @@ fn main() {
     all.extend(task_api::cases());
     all.extend(zygote::cases());
     all.extend(grants::cases());
+    all.extend(otel::cases());
     runner::main(all);
 }
