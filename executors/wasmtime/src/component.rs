@@ -15,9 +15,9 @@ use crate::outgoing::{Hooks, Outgoing};
 use crate::{exit_code, other, wasi};
 
 /// The interface a command component exports (any 0.2.x version).
-const CLI_RUN: &str = "wasi:cli/run@0.2";
+pub(crate) const CLI_RUN: &str = "wasi:cli/run@0.2";
 /// The interface an HTTP proxy component (`wasi:http/proxy` world) exports.
-const HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2";
+pub(crate) const HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2";
 
 /// What a component is for, told from its exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -69,6 +69,11 @@ impl<H: HostFunctions> WasmEngine for WasmtimeWith<H> {
         self.inner.precompile(source)
     }
 
+    fn check_before_compile(&self, source: &[u8], func: Option<&str>) -> Result<(), EngineError> {
+        // Core modules may import the host functions too: their entry is checked, not imports.
+        crate::precheck::check(source, func, true)
+    }
+
     fn load(&self, artifact: Vec<u8>) -> Result<Guest, EngineError> {
         self.inner.load(artifact)
     }

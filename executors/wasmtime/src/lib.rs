@@ -43,6 +43,7 @@ mod host;
 mod http;
 mod limits;
 mod outgoing;
+mod precheck;
 mod wasi;
 
 pub use crate::core::CoreState;
@@ -136,6 +137,10 @@ impl WasmEngine for Wasmtime {
             self.engine.precompile_module(source)
         };
         compiled.map_err(|e| EngineError::Compile(format!("{e:#}")))
+    }
+
+    fn check_before_compile(&self, source: &[u8], func: Option<&str>) -> Result<(), EngineError> {
+        precheck::check(source, func, false)
     }
 
     fn load(&self, artifact: Vec<u8>) -> Result<Guest, EngineError> {
