@@ -227,35 +227,20 @@ mod tests {
             .any(|(p, _)| p == Path::new("/") || p == Path::new("/dev")));
     }
 
-    /// In a forked child: the ruleset really is enforced on this kernel.
-    #[test]
-    fn procfs_is_refused_and_granted_trees_are_not() {
+    /// Forks; the child restricts itself with `preopens`, runs `checks` and exits 10+n when
+    /// check n fails (2: Landlock unsupported, 3: an error). Asserts the child exited 0.
+    fn checks_in_restricted_child<const N: usize>(
+        preopens: Option<&[Preopen]>,
+        checks: impl FnOnce() -> [bool; N],
+    ) {
         // SAFETY: the child ends with _exit and never returns into the harness.
         match unsafe { libc::fork() } {
             0 => {
-                let code = match restrict(None) {
-                    Ok(Outcome::Enforced) => {
-                        let refused = |e: io::Error| e.raw_os_error() == Some(libc::EACCES);
-                        let checks = [
-                            std::fs::read("/proc/self/maps").map_err(refused).err() == Some(true),
-                            std::fs::read_dir("/proc/self/fd").map_err(refused).err() == Some(true),
-                            std::fs::OpenOptions::new()
-                                .write(true)
-                                .open("/proc/self/mem")
-                                .map_err(refused)
-                                .err()
-                                == Some(true),
-                            std::fs::read_dir("/sys").map_err(refused).err() == Some(true),
-                            std::fs::read_dir("/").is_err(),
-                            std::fs::read("/etc/passwd").is_ok(),
-                            std::fs::read_dir("/etc").is_ok(),
-                            std::fs::write("/dev/null", b"x").is_ok(),
-                        ];
-                        checks
-                            .iter()
-                            .position(|ok| !ok)
-                            .map_or(0, |i| 10 + i as i32)
-                    }
+                let code = match restrict(preopens) {
+                    Ok(Outcome::Enforced) => checks()
+                        .iter()
+                        .position(|ok| !ok)
+                        .map_or(0, |i| 10 + i as i32),
                     Ok(Outcome::Unsupported) => 2,
                     Err(_) => 3,
                 };
@@ -271,6 +256,29 @@ mod tests {
                 assert_eq!(libc::WEXITSTATUS(status), 0, "10+n: check n failed");
             }
         }
+    }
+
+    /// In a forked child: the ruleset really is enforced on this kernel.
+    #[test]
+    fn procfs_is_refused_and_granted_trees_are_not() {
+        checks_in_restricted_child(None, || {
+            let refused = |e: io::Error| e.raw_os_error() == Some(libc::EACCES);
+            [
+                std::fs::read("/proc/self/maps").map_err(refused).err() == Some(true),
+                std::fs::read_dir("/proc/self/fd").map_err(refused).err() == Some(true),
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open("/proc/self/mem")
+                    .map_err(refused)
+                    .err()
+                    == Some(true),
+                std::fs::read_dir("/sys").map_err(refused).err() == Some(true),
+                std::fs::read_dir("/").is_err(),
+                std::fs::read("/etc/passwd").is_ok(),
+                std::fs::read_dir("/etc").is_ok(),
+                std::fs::write("/dev/null", b"x").is_ok(),
+            ]
+        });
     }
 
     /// In a forked child: with preopens, only they (read-only for `:ro`) and `/etc` are open.
@@ -289,43 +297,19 @@ mod tests {
                 writable: true,
             },
         ];
-        // SAFETY: the child ends with _exit and never returns into the harness.
-        match unsafe { libc::fork() } {
-            0 => {
-                let code = match restrict(Some(&preopens)) {
-                    Ok(Outcome::Enforced) => {
-                        let refused = |r: io::Result<()>| {
-                            r.is_err_and(|e| e.raw_os_error() == Some(libc::EACCES))
-                        };
-                        let checks = [
-                            std::fs::read(ro.path().join("f")).is_ok(),
-                            refused(std::fs::write(ro.path().join("g"), "y")),
-                            std::fs::write(rw.path().join("g"), "y").is_ok(),
-                            std::fs::read("/etc/passwd").is_ok(),
-                            refused(std::fs::write("/etc/wasmpod-landlock-test", "y")),
-                            refused(std::fs::read("/usr/bin/env").map(drop)),
-                            refused(std::fs::read("/proc/self/maps").map(drop)),
-                        ];
-                        checks
-                            .iter()
-                            .position(|ok| !ok)
-                            .map_or(0, |i| 10 + i as i32)
-                    }
-                    Ok(Outcome::Unsupported) => 2,
-                    Err(_) => 3,
-                };
-                // SAFETY: leaving the forked child without unwinding.
-                unsafe { libc::_exit(code) }
-            }
-            pid => {
-                assert!(pid > 0);
-                let mut status = 0;
-                // SAFETY: waiting for our own child.
-                assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-                assert!(libc::WIFEXITED(status));
-                assert_eq!(libc::WEXITSTATUS(status), 0, "10+n: check n failed");
-            }
-        }
+        checks_in_restricted_child(Some(&preopens), || {
+            let refused =
+                |r: io::Result<()>| r.is_err_and(|e| e.raw_os_error() == Some(libc::EACCES));
+            [
+                std::fs::read(ro.path().join("f")).is_ok(),
+                refused(std::fs::write(ro.path().join("g"), "y")),
+                std::fs::write(rw.path().join("g"), "y").is_ok(),
+                std::fs::read("/etc/passwd").is_ok(),
+                refused(std::fs::write("/etc/wasmpod-landlock-test", "y")),
+                refused(std::fs::read("/usr/bin/env").map(drop)),
+                refused(std::fs::read("/proc/self/maps").map(drop)),
+            ]
+        });
     }
 
     #[test]

@@ -2,14 +2,11 @@
 //! once wait for the first one's compile (an in-flight lock in the cache directory) instead of
 //! each compiling the module, and a module that can never start is refused before its compile.
 
-use std::time::Duration;
-
 use anyhow::{ensure, Result};
-use wasmpod_e2e::images::import;
 use wasmpod_e2e::wasm_gen::{many_functions_module, many_functions_module_with_entry};
 use wasmpod_e2e::{cases, Case, Env};
-use wasmpod_oci_image::ImageBuilder;
 
+use crate::compile_sandbox::{import_module, run_rm_at_once};
 use crate::hostile_support::ensure_refused;
 use crate::support::shim_log_field;
 
@@ -18,17 +15,6 @@ pub fn cases() -> Vec<Case> {
         ten_shims_compile_one_module_once,
         a_module_without_its_entry_is_refused_before_compiling
     ]
-}
-
-/// Imports an image named `name` whose only file is `module` at `/app.wasm`.
-fn import_module(env: &Env, name: &str, module: Vec<u8>) -> Result<String> {
-    let image = ImageBuilder::new(&format!("docker.io/wasmpod/{name}:latest"))
-        .entrypoint(vec!["/app.wasm".to_string()])
-        .add_file("/app.wasm", module, 0o755);
-    let dir = tempfile::Builder::new()
-        .prefix("image-")
-        .tempdir_in(env.containerd().base())?;
-    import(env.ctr(), &image, &dir.path().join("image.tar"))
 }
 
 /// A reactor (`_initialize`, no `_start`) that takes tens of seconds to compile is refused at
@@ -61,26 +47,8 @@ fn ten_shims_compile_one_module_once(env: &Env) -> Result<()> {
     let ids: Vec<String> = (0..SHIMS)
         .map(|n| env.unique_id(&format!("once-{n}")))
         .collect();
-    let outs = std::thread::scope(|scope| {
-        let runs: Vec<_> = ids
-            .iter()
-            .map(|id| {
-                let image = &image;
-                scope.spawn(move || {
-                    env.ctr()
-                        .clone()
-                        .with_timeout(Duration::from_secs(180))
-                        .run_rm(&env.runtime(), image, id, &["/app.wasm"])
-                })
-            })
-            .collect();
-        runs.into_iter()
-            .map(|r| {
-                r.join()
-                    .map_err(|_| anyhow::anyhow!("ctr thread panicked"))?
-            })
-            .collect::<Result<Vec<_>>>()
-    })?;
+    let runs: Vec<(&str, &str)> = ids.iter().map(|id| (image.as_str(), id.as_str())).collect();
+    let outs = run_rm_at_once(env, &runs, &["/app.wasm"])?;
     for out in &outs {
         ensure!(out.success(), "a container did not run: {out}");
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use wasmpod_e2e::images::import;
 use wasmpod_e2e::wasm_gen::{big_data_module, many_functions_module};
-use wasmpod_e2e::{cases, Case, Env};
+use wasmpod_e2e::{cases, Case, CmdOutput, Env};
 use wasmpod_oci_image::ImageBuilder;
 
 use crate::support::{daemon_of, kill_and_delete, run_detached, Cleanup, SANDBOX_ID};
@@ -34,7 +34,7 @@ const BIGGER_DATA: usize = 40 << 20;
 const SHIM_PEAK_LIMIT_KIB: u64 = 64 << 10;
 
 /// Imports an image named `name` whose only file is `module` at `/app.wasm`.
-fn import_module(env: &Env, name: &str, module: Vec<u8>) -> Result<String> {
+pub(crate) fn import_module(env: &Env, name: &str, module: Vec<u8>) -> Result<String> {
     let image = ImageBuilder::new(&format!("docker.io/wasmpod/{name}:latest"))
         .entrypoint(vec!["/app.wasm".to_string()])
         .add_file("/app.wasm", module, 0o755);
@@ -42,6 +42,35 @@ fn import_module(env: &Env, name: &str, module: Vec<u8>) -> Result<String> {
         .prefix("image-")
         .tempdir_in(env.containerd().base())?;
     import(env.ctr(), &image, &dir.path().join("image.tar"))
+}
+
+/// `ctr run --rm IMAGE ID ARGS` for each `(image, id)` of `runs` at once, on threads of their
+/// own (a compile may take a while: 180 s each at most).
+pub(crate) fn run_rm_at_once(
+    env: &Env,
+    runs: &[(&str, &str)],
+    args: &[&str],
+) -> Result<Vec<CmdOutput>> {
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = runs
+            .iter()
+            .map(|&(image, id)| {
+                scope.spawn(move || {
+                    env.ctr()
+                        .clone()
+                        .with_timeout(Duration::from_secs(180))
+                        .run_rm(&env.runtime(), image, id, args)
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .map_err(|_| anyhow::anyhow!("ctr thread panicked"))?
+            })
+            .collect()
+    })
 }
 
 /// `VmHWM` (peak resident set) of `pid`, in KiB.
@@ -210,26 +239,12 @@ fn compile_jobs_serialise_two_pods(shared: &Env) -> Result<()> {
         import_module(env, "jobs-b", many_functions_module(3_000, 12))?,
     ];
     let ids = [env.unique_id("jobs-a"), env.unique_id("jobs-b")];
-    let outs = std::thread::scope(|scope| {
-        let runs: Vec<_> = ids
-            .iter()
-            .zip(&images)
-            .map(|(id, image)| {
-                scope.spawn(move || {
-                    env.ctr()
-                        .clone()
-                        .with_timeout(Duration::from_secs(120))
-                        .run_rm(&env.runtime(), image, id, &["/app.wasm"])
-                })
-            })
-            .collect();
-        runs.into_iter()
-            .map(|r| {
-                r.join()
-                    .map_err(|_| anyhow::anyhow!("ctr thread panicked"))?
-            })
-            .collect::<Result<Vec<_>>>()
-    })?;
+    let runs: Vec<(&str, &str)> = ids
+        .iter()
+        .zip(&images)
+        .map(|(id, image)| (image.as_str(), id.as_str()))
+        .collect();
+    let outs = run_rm_at_once(env, &runs, &["/app.wasm"])?;
     for out in &outs {
         ensure!(out.success(), "a pod did not start: {out}");
     }
