@@ -82,22 +82,7 @@ fn proxy_is_detected_and_command_is_not() {
 
 #[test]
 fn serves_one_instance_per_request_and_survives_traps() {
-    let engine = Engine::default();
-    let component = Component::new(&engine, fixture("http.component.wasm")).unwrap();
-    let context = guest(Some(16 << 20));
-    let config = ServeConfig::from_env(&context.env).unwrap();
-    let context = GuestContext {
-        env: config.guest_env.clone(),
-        ..context
-    };
-    let proxy = Arc::new(Proxy::new(&engine, &component, context).unwrap());
-    let server = Server::bind(&config).unwrap();
-    let addr = server.local_addr;
-    let stop = CancellationToken::new();
-    let serving = {
-        let stop = stop.clone();
-        std::thread::spawn(move || server.run(proxy, stop))
-    };
+    let (addr, stop, serving) = serve(guest(Some(16 << 20)));
 
     for _ in 0..2 {
         let (status, body) = request(addr, "GET", "/", "");
@@ -159,18 +144,10 @@ fn upstream(body: &'static str) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsi
     (addr, accepted)
 }
 
-/// Serves the proxy fixture with the outgoing-HTTP grant of `annotation` (none: all hosts).
-fn serve_with_grant(annotation: Option<&str>) -> (SocketAddr, CancellationToken) {
+/// Serves the proxy fixture as `context`'s container would, on a thread of its own.
+fn serve(context: GuestContext) -> (SocketAddr, CancellationToken, std::thread::JoinHandle<bool>) {
     let engine = Engine::default();
     let component = Component::new(&engine, fixture("http.component.wasm")).unwrap();
-    let mut context = guest(None);
-    if let Some(value) = annotation {
-        context.grants = wasmpod_runtime::grants::Grants::from_annotations([(
-            "wasmpod.io/outbound-http",
-            value,
-        )])
-        .unwrap();
-    }
     let config = ServeConfig::from_env(&context.env).unwrap();
     let context = GuestContext {
         env: config.guest_env.clone(),
@@ -181,7 +158,24 @@ fn serve_with_grant(annotation: Option<&str>) -> (SocketAddr, CancellationToken)
     let addr = server.local_addr;
     let stop = CancellationToken::new();
     let token = stop.clone();
-    std::thread::spawn(move || server.run(proxy, token));
+    (
+        addr,
+        stop,
+        std::thread::spawn(move || server.run(proxy, token)),
+    )
+}
+
+/// Serves the proxy fixture with the outgoing-HTTP grant of `annotation` (none: all hosts).
+fn serve_with_grant(annotation: Option<&str>) -> (SocketAddr, CancellationToken) {
+    let mut context = guest(None);
+    if let Some(value) = annotation {
+        context.grants = wasmpod_runtime::grants::Grants::from_annotations([(
+            "wasmpod.io/outbound-http",
+            value,
+        )])
+        .unwrap();
+    }
+    let (addr, stop, _) = serve(context);
     (addr, stop)
 }
 
