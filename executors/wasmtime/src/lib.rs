@@ -104,6 +104,7 @@ impl WasmEngine for Wasmtime {
     const NAME: &'static str = "wasmtime";
     const SUPPORTS_COMPONENTS: bool = true;
     const LIVE_MEMORY_LIMIT: bool = true;
+    const SOCKETS: bool = true;
     type Module = Guest;
 
     fn new() -> Result<Self, EngineError> {

@@ -199,7 +199,8 @@ impl Grants {
             return Err(GrantError::Refused {
                 key: NETWORK,
                 reason: format!(
-                    "the {engine} engine gives guests no sockets, so it cannot grant some                      addresses: use `none` or run the container on wasmtime"
+                    "the {engine} engine gives guests no sockets, so it cannot grant some \
+                     addresses: use `none` or run the container on wasmtime"
                 ),
             });
         }
@@ -207,7 +208,8 @@ impl Grants {
             return Err(GrantError::Refused {
                 key: OUTBOUND_HTTP,
                 reason: format!(
-                    "the {engine} engine has no wasi:http client, so it cannot grant some                      hosts: use `none` or run the container on wasmtime"
+                    "the {engine} engine has no wasi:http client, so it cannot grant some \
+                     hosts: use `none` or run the container on wasmtime"
                 ),
             });
         }
@@ -300,7 +302,8 @@ mod tests {
             .to_string();
         assert!(
             err.starts_with(
-                "annotation wasmpod.io/network: the wasmer engine gives guests no sockets"
+                "annotation wasmpod.io/network: the wasmer engine gives guests no sockets, so \
+                 it cannot grant some addresses: use `none` or run the container on wasmtime"
             ),
             "{err}"
         );

@@ -57,6 +57,10 @@ mod http;
 mod isolation_host;
 #[path = "../cases/native.rs"]
 mod native;
+#[path = "../cases/network.rs"]
+mod network;
+#[path = "../cases/network_names.rs"]
+mod network_names;
 #[path = "../cases/node_install.rs"]
 mod node_install;
 #[path = "../cases/observe.rs"]
@@ -134,5 +138,7 @@ fn main() {
     all.extend(shared_pid::cases());
     all.extend(task_api::cases());
     all.extend(zygote::cases());
+    all.extend(network::cases());
+    all.extend(network_names::cases());
     runner::main(all);
 }

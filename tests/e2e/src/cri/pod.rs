@@ -136,13 +136,17 @@ pub fn with_env(mut config: ContainerConfig, key: &str, value: &str) -> Containe
 /// Adds a container annotation (CRI passes `wasmpod.io/*` ones to the shim, see
 /// [`crate::config::containerd_config`]).
 pub fn with_annotation(mut config: ContainerConfig, key: &str, value: &str) -> ContainerConfig {
-    config.annotations.insert(key.to_string(), value.to_string());
+    config
+        .annotations
+        .insert(key.to_string(), value.to_string());
     config
 }
 
 /// Adds a pod annotation: for [`Pod::run_with`] (every container of the pod gets it).
 pub fn annotate_pod(config: &mut PodSandboxConfig, key: &str, value: &str) {
-    config.annotations.insert(key.to_string(), value.to_string());
+    config
+        .annotations
+        .insert(key.to_string(), value.to_string());
 }
 
 /// A running pod. Dropping it stops and removes the sandbox (best effort), as kubelet's
