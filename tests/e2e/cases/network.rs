@@ -183,8 +183,8 @@ fn net_none_refuses_connect_bind_and_lookup(env: &Env) -> Result<()> {
         "lookup localhost: error: ",
     )?;
     ensure!(
-        stderr.contains("failed to lookup address information"),
-        "a refused lookup must fail as a lookup: {stderr:?}"
+        stderr.contains("failed to lookup address information: Non-recoverable"),
+        "a refused lookup must fail as a permanent resolver failure: {stderr:?}"
     );
     run_ok(
         env,

@@ -74,13 +74,6 @@ fn net_lookup_through_pod_dns(env: &Env) -> Result<()> {
     env.require_shim()?;
     let cri = env.cri()?;
     let gateway: Ipv4Addr = env.containerd().network().gateway().parse()?;
-    let dns = DnsServer::start(
-        gateway,
-        &[
-            ("svc.wasmpod.test", Ipv4Addr::new(192, 0, 2, 7)),
-            ("echo.wasmpod.test", Ipv4Addr::LOCALHOST),
-        ],
-    )?;
     let mut pod = Pod::run_with(
         cri,
         "net-dns",
@@ -94,6 +87,15 @@ fn net_lookup_through_pod_dns(env: &Env) -> Result<()> {
             })
         },
     )?;
+    // The gateway's address exists once CNI has set up the bridge, i.e. after a pod started;
+    // the server is in place before the first lookup.
+    let dns = DnsServer::start(
+        gateway,
+        &[
+            ("svc.wasmpod.test", Ipv4Addr::new(192, 0, 2, 7)),
+            ("echo.wasmpod.test", Ipv4Addr::LOCALHOST),
+        ],
+    )?;
     const PORT: u16 = 7078;
     let ip = start_echo_sidecar(&pod, PORT)?;
     run_ok(
@@ -106,7 +108,7 @@ fn net_lookup_through_pod_dns(env: &Env) -> Result<()> {
         env,
         &pod,
         &guest("unknown", &["lookup", "nothere.wasmpod.test"], None),
-        "lookup nothere.wasmpod.test: error: ",
+        "failed to lookup address information: Name does not resolve",
     )?;
     let grant = Some("echo.wasmpod.test:7078");
     run_ok(
