@@ -185,7 +185,7 @@ load: test-image
 	done
 
 # Real clusters, for a machine with network (not part of `make test`, which only checks these
-# files with tests/e2e/tests/cluster_files.rs). test/k8s: kind (needs docker, kind, kubectl);
+# files with tests/e2e/tests/cluster_files/). test/k8s: kind (needs docker, kind, kubectl);
 # KEEP_CLUSTER=1 keeps the cluster. test/k3s: installs k3s, as root on a throwaway machine;
 # UNINSTALL=1 removes it.
 .PHONY: test/k8s test/k3s

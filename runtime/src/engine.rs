@@ -116,6 +116,14 @@ pub trait WasmEngine: Clone + Send + Sync + 'static {
     /// Runs in the compile process (see [`crate::compile`]), never in the shim.
     fn precompile(&self, source: &[u8]) -> Result<Vec<u8>, EngineError>;
 
+    /// Refuses, before compiling, a module that can never start: the compile process calls it
+    /// first, so a large module that cannot run is refused in a moment instead of after its
+    /// compile. `func` is the entry asked for (`None`: the default). The default checks a core
+    /// module's entry export from its export section ([`crate::module_exports`]).
+    fn check_before_compile(&self, source: &[u8], func: Option<&str>) -> Result<(), EngineError> {
+        crate::module_exports::check_core_entry(source, func)
+    }
+
     /// Loads an artifact that [`WasmEngine::precompile`] produced on this node. The cache has
     /// checked that these are exactly the bytes written for this module by an engine of this
     /// compatibility key (see [`crate::cache::entry`]).

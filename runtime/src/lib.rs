@@ -70,6 +70,7 @@ mod executor;
 pub mod grants;
 mod guest;
 pub mod memory_limit;
+pub mod module_exports;
 pub mod mount;
 pub mod oom;
 pub mod resolve;
@@ -82,3 +83,8 @@ pub use engine::{EngineError, GuestContext, WasmEngine};
 pub use error_kind::ErrorKind;
 pub use memory_limit::MemoryLimit;
 pub use zygote::{serve_inherited as zygote_main, Zygote, ZygoteError, ZYGOTE_ARG};
+
+/// The `tracing` target of the spans a shim may export as OpenTelemetry spans (Create's steps
+/// here: detection, cache lookup, compile, zygote create). Without a subscriber they cost a
+/// disabled check; a `log` logger should skip the target (their `++`/`--` lifecycle lines).
+pub const TRACE_TARGET: &str = "wasmpod::trace";

@@ -11,11 +11,35 @@ use wasmpod_runtime::mount::{unmount_all, RootfsMount};
 use wasmpod_runtime::oom::OomReport;
 use wasmpod_runtime::WasmEngine;
 
+use crate::otel;
 use crate::service::{error, opt_path, Service};
 use crate::status::status;
 use crate::tasks::Task;
 
 impl<E: WasmEngine> Service<E> {
+    /// `do_create` in the container's Create span, whose context the task keeps for
+    /// the spans of its later verbs.
+    pub(crate) fn traced_create(&self, req: &api::CreateTaskRequest) -> Result<Task, ttrpc::Error> {
+        if !otel::active() {
+            return self.do_create(req);
+        }
+        let span = otel::task_span("Create", &req.id, "", E::NAME, None);
+        let sandbox_id = crate::start::group_key(Path::new(&req.bundle), &req.id);
+        span.record("sandbox.id", sandbox_id.as_str());
+        let result = span.in_scope(|| self.do_create(req));
+        match result {
+            Ok(mut task) => {
+                task.trace = otel::TaskTrace::new(&span, sandbox_id, task.trace.module_digest);
+                task.trace.record(&span);
+                Ok(task)
+            }
+            Err(e) => {
+                otel::record_error(&span, &e);
+                Err(e)
+            }
+        }
+    }
+
     pub(crate) fn do_create(&self, req: &api::CreateTaskRequest) -> Result<Task, ttrpc::Error> {
         let _in_flight = self.lifetime.begin_create().ok_or_else(|| {
             error(
@@ -84,6 +108,7 @@ impl<E: WasmEngine> Service<E> {
             stderr: req.stderr.clone(),
             mounted_rootfs: (!mounts.is_empty()).then_some(created.rootfs),
             oom_report: created.wasm.then(|| Arc::new(oom_report)),
+            trace: otel::TaskTrace::of_module(created.module_digest),
         })
     }
 }

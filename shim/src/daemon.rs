@@ -208,6 +208,8 @@ pub fn run<E: WasmEngine>(flags: &Flags, zygote: &'static Zygote) -> anyhow::Res
     signals.thread_block()?;
     // The signal thread reaps every child, compile processes included, and hands theirs over.
     compile::exits::use_external_reaper();
+    // Threads of the exporter, if the environment asks for one: signals are blocked by now.
+    crate::otel::init(E::NAME);
 
     let ttrpc_address = std::env::var("TTRPC_ADDRESS")
         .map_err(|_| anyhow::anyhow!("TTRPC_ADDRESS is not set (containerd sets it)"))?;
@@ -232,6 +234,8 @@ pub fn run<E: WasmEngine>(flags: &Flags, zygote: &'static Zygote) -> anyhow::Res
 
     exit.wait();
     server.shutdown();
+    // What is left (spans are flushed at each Shutdown already, see `Service::shutdown`).
+    crate::otel::shutdown();
     if let Err(e) = std::fs::remove_file(socket_path(&flags.socket)) {
         if e.kind() != ErrorKind::NotFound {
             tracing::warn!(error = %e, "removing shim socket");

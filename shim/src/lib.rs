@@ -43,6 +43,7 @@ mod logging;
 mod metrics;
 mod oom;
 mod oom_watch;
+mod otel;
 mod pause;
 mod pty_copy;
 mod service;

@@ -42,6 +42,11 @@ struct EngineQuiet {
 
 fn passes(metadata: &Metadata) -> bool {
     let target = metadata.target();
+    // The spans' `++ name` / `-- name` lines of `tracing`'s `log` feature: spans are for
+    // OpenTelemetry (see `crate::otel`), the log has the events.
+    if target == wasmpod_runtime::TRACE_TARGET {
+        return false;
+    }
     metadata.level() <= ENGINE_LEVEL || !ENGINE_TARGETS.iter().any(|t| target.starts_with(t))
 }
 
@@ -78,5 +83,6 @@ mod tests {
         assert!(!passes(&meta("virtual_fs::host_fs", Level::Debug)));
         assert!(passes(&meta("wasmpod_runtime::executor", Level::Info)));
         assert!(passes(&meta("libcontainer::process", Level::Debug)));
+        assert!(!passes(&meta(wasmpod_runtime::TRACE_TARGET, Level::Info)));
     }
 }

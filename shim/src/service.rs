@@ -21,6 +21,7 @@ use crate::execs::Execs;
 use crate::image_layers::ImageLayers;
 use crate::lifetime::Lifetime;
 use crate::oom_watch::OomEvents;
+use crate::otel;
 use crate::status::status;
 use crate::tasks::{Task, Tasks};
 
@@ -119,6 +120,19 @@ impl<E: WasmEngine> Service<E> {
         self.tasks.get(id).ok_or_else(|| not_found(id))
     }
 
+    /// Runs task verb `name` on container `id` (and `exec_id`) inside its span, which records
+    /// a failure. The span is a child of the container's Create span: one trace per container.
+    pub(crate) fn traced<T>(
+        &self,
+        name: &'static str,
+        id: &str,
+        exec_id: &str,
+        verb: impl FnOnce() -> TtrpcResult<T>,
+    ) -> TtrpcResult<T> {
+        let trace = || self.tasks.get(id).map(|t| t.trace);
+        otel::traced(name, id, exec_id, E::NAME, trace, verb)
+    }
+
     fn do_delete(&self, task: &Task) -> Result<(), ttrpc::Error> {
         container::delete(&self.root, &task.id).map_err(lifecycle_error)?;
         // Its processes are gone: their terminals hang up.
@@ -141,7 +155,7 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
             .tasks
             .reserve(&req.id)
             .ok_or_else(|| error(Code::ALREADY_EXISTS, format!("container {} exists", req.id)))?;
-        let task = self.do_create(&req)?;
+        let task = self.traced_create(&req)?;
         let pid = task.pid as u32;
         self.tasks.insert(task.clone());
         self.oom.watch(&self.root, &task.id);
@@ -157,31 +171,33 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
         _ctx: &TtrpcContext,
         req: api::StartRequest,
     ) -> TtrpcResult<api::StartResponse> {
-        if !req.exec_id.is_empty() {
-            return self.exec_start(&req.id, &req.exec_id);
-        }
-        let task = self.task(&req.id, &req.exec_id)?;
-        // TaskStart goes out before TaskExit, however soon the guest ends.
-        self.tasks.begin_start(&req.id);
-        let started = container::start(&self.root, &req.id).map_err(lifecycle_error);
-        if started.is_ok() {
-            self.tasks.set_running(&req.id);
-            self.events.started(&task);
-        }
-        if let Some(exited) = self.tasks.finish_start(&req.id) {
-            crate::daemon::publish_exit(
-                &self.root,
-                &exited,
-                &self.events,
-                &self.oom,
-                &self.consoles,
-            );
-            self.tasks.exit_published(&exited.id);
-        }
-        started?;
-        Ok(api::StartResponse {
-            pid: task.pid as u32,
-            ..Default::default()
+        self.traced("Start", &req.id, &req.exec_id, || {
+            if !req.exec_id.is_empty() {
+                return self.exec_start(&req.id, &req.exec_id);
+            }
+            let task = self.task(&req.id, &req.exec_id)?;
+            // TaskStart goes out before TaskExit, however soon the guest ends.
+            self.tasks.begin_start(&req.id);
+            let started = container::start(&self.root, &req.id).map_err(lifecycle_error);
+            if started.is_ok() {
+                self.tasks.set_running(&req.id);
+                self.events.started(&task);
+            }
+            if let Some(exited) = self.tasks.finish_start(&req.id) {
+                crate::daemon::publish_exit(
+                    &self.root,
+                    &exited,
+                    &self.events,
+                    &self.oom,
+                    &self.consoles,
+                );
+                self.tasks.exit_published(&exited.id);
+            }
+            started?;
+            Ok(api::StartResponse {
+                pid: task.pid as u32,
+                ..Default::default()
+            })
         })
     }
 
@@ -225,19 +241,21 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
     }
 
     fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<Empty> {
-        if !req.exec_id.is_empty() {
-            return self.exec_kill(&req.id, &req.exec_id, req.signal);
-        }
-        let task = self.task(&req.id, &req.exec_id)?;
-        if task.exit.is_some() && !req.all {
-            return Err(error(
-                Code::NOT_FOUND,
-                format!("container {}: process already finished", req.id),
-            ));
-        }
-        tracing::info!(id = %req.id, signal = req.signal, all = req.all, "kill");
-        container::kill(&self.root, &req.id, req.signal, req.all).map_err(lifecycle_error)?;
-        Ok(Empty::new())
+        self.traced("Kill", &req.id, &req.exec_id, || {
+            if !req.exec_id.is_empty() {
+                return self.exec_kill(&req.id, &req.exec_id, req.signal);
+            }
+            let task = self.task(&req.id, &req.exec_id)?;
+            if task.exit.is_some() && !req.all {
+                return Err(error(
+                    Code::NOT_FOUND,
+                    format!("container {}: process already finished", req.id),
+                ));
+            }
+            tracing::info!(id = %req.id, signal = req.signal, all = req.all, "kill");
+            container::kill(&self.root, &req.id, req.signal, req.all).map_err(lifecycle_error)?;
+            Ok(Empty::new())
+        })
     }
 
     fn delete(
@@ -245,21 +263,23 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
         _ctx: &TtrpcContext,
         req: api::DeleteRequest,
     ) -> TtrpcResult<api::DeleteResponse> {
-        if !req.exec_id.is_empty() {
-            return self.exec_delete(&req.id, &req.exec_id);
-        }
-        let task = self.task(&req.id, &req.exec_id)?;
-        self.do_delete(&task)?;
-        self.oom.unwatch(&req.id);
-        self.execs.remove_all(&req.id);
-        let task = self.tasks.remove(&req.id).unwrap_or(task);
-        self.events.deleted(&task);
-        let mut resp = api::DeleteResponse {
-            pid: task.pid as u32,
-            ..Default::default()
-        };
-        (resp.exit_status, resp.exited_at) = exit_fields(task.exit.as_ref());
-        Ok(resp)
+        self.traced("Delete", &req.id, &req.exec_id, || {
+            if !req.exec_id.is_empty() {
+                return self.exec_delete(&req.id, &req.exec_id);
+            }
+            let task = self.task(&req.id, &req.exec_id)?;
+            self.do_delete(&task)?;
+            self.oom.unwatch(&req.id);
+            self.execs.remove_all(&req.id);
+            let task = self.tasks.remove(&req.id).unwrap_or(task);
+            self.events.deleted(&task);
+            let mut resp = api::DeleteResponse {
+                pid: task.pid as u32,
+                ..Default::default()
+            };
+            (resp.exit_status, resp.exited_at) = exit_fields(task.exit.as_ref());
+            Ok(resp)
+        })
     }
 
     fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
@@ -314,6 +334,9 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
     }
 
     fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> TtrpcResult<Empty> {
+        // containerd sends Shutdown after each Delete and stops reading our log right after
+        // it: the task's spans go out now, so an export failure is still logged (bounded).
+        otel::flush();
         self.lifetime.exit_when_idle(self.tasks.clone());
         Ok(Empty::new())
     }
@@ -330,7 +353,8 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
     }
 
     fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> TtrpcResult<Empty> {
-        self.exec_add(req)
+        let (id, exec_id) = (req.id.clone(), req.exec_id.clone());
+        self.traced("Exec", &id, &exec_id, || self.exec_add(req))
     }
 
     fn resize_pty(&self, _ctx: &TtrpcContext, req: api::ResizePtyRequest) -> TtrpcResult<Empty> {
@@ -355,7 +379,7 @@ impl<E: WasmEngine> containerd_shim::Task for Service<E> {
     }
 
     fn update(&self, _ctx: &TtrpcContext, req: api::UpdateTaskRequest) -> TtrpcResult<Empty> {
-        self.update_resources(&req)
+        self.traced("Update", &req.id, "", || self.update_resources(&req))
     }
 
     fn checkpoint(

@@ -28,6 +28,8 @@ pub struct Task {
     pub mounted_rootfs: Option<PathBuf>,
     /// The executor's memory-limit report (see `wasmpod_runtime::oom`).
     pub oom_report: Option<Arc<OomReport>>,
+    /// What its OpenTelemetry spans carry (empty when export is off).
+    pub trace: crate::otel::TaskTrace,
 }
 
 /// Exits of pids we have no task for (yet): a container that dies between `Create`
@@ -293,6 +295,7 @@ mod tests {
             stderr: String::new(),
             mounted_rootfs: None,
             oom_report: None,
+            trace: Default::default(),
         }
     }
 

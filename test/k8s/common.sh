@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Sourced (not run) by test/k8s/run.sh and test/k3s/bootstrap.sh: the artifacts they install (the
 # release shim and the wasm image) and the check of the demo Deployment. The names below must
-# match test/k8s/deployment.yaml; tests/e2e/tests/cluster_files.rs checks that they do.
+# match test/k8s/deployment.yaml; tests/e2e/tests/cluster_files/ checks that they do.
 
 WASMPOD_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 WASMPOD_K8S_DIR=$WASMPOD_ROOT/test/k8s

@@ -1,8 +1,6 @@
 //! The guest's WASI args, env and preopens in the form libwasmedge's built-in WASI takes them:
 //! C strings, env as `KEY=VALUE`, preopens as `GUEST_PATH:HOST_PATH`.
 
-use std::path::Path;
-
 use wasmpod_runtime::{EngineError, GuestContext};
 
 #[derive(Debug, PartialEq, Eq)]
@@ -13,8 +11,8 @@ pub struct WasiArgs {
 }
 
 impl WasiArgs {
-    /// `/` preopened as `/`, and the cwd as `.` so relative paths resolve against it (as with
-    /// the other engines). Checked here because the SDK panics on a NUL byte, and a `:` in the
+    /// The preopens of [`GuestContext::dirs`] (`/` as `/`, and the cwd as `.` so relative
+    /// paths resolve against it, unless `wasmpod.io/preopens` says otherwise). Checked here because the SDK panics on a NUL byte, and a `:` in the
     /// cwd would be read as the separator.
     pub fn new(guest: &GuestContext) -> Result<Self, EngineError> {
         for arg in &guest.args {
@@ -33,21 +31,19 @@ impl WasiArgs {
                 })
             })
             .collect::<Result<_, EngineError>>()?;
-        let mut preopens = vec!["/:/".to_string()];
-        if guest.cwd != Path::new("/") {
-            let cwd = guest.cwd.to_str().ok_or_else(|| {
-                EngineError::Other(format!(
-                    "working directory {} is not UTF-8",
-                    guest.cwd.display()
-                ))
+        let mut preopens = Vec::new();
+        for dir in guest.dirs() {
+            let path = dir.path.to_str().ok_or_else(|| {
+                EngineError::Other(format!("preopen {} is not UTF-8", dir.path.display()))
             })?;
-            no_nul("working directory", cwd)?;
-            if cwd.contains(':') {
+            no_nul("preopen", path)?;
+            if path.contains(':') {
                 return Err(EngineError::Other(format!(
-                    "working directory {cwd:?} contains `:`, which WasmEdge cannot preopen"
+                    "preopen {path:?} contains `:`, which WasmEdge cannot preopen"
                 )));
             }
-            preopens.push(format!(".:{cwd}"));
+            // Read-only preopens are read-only mounts (see `wasmpod_runtime::grants`).
+            preopens.push(format!("{}:{path}", dir.guest_path));
         }
         Ok(Self {
             args: guest.args.clone(),

@@ -1,7 +1,6 @@
 //! One guest run in the calling process (the container's init): WASI preview1 through
 //! wasmer-wasix, stdio on the process's fds, the memory cap, and the exit code.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use wasmer::sys::NativeEngineExt;
@@ -9,6 +8,7 @@ use wasmer::{Engine, Instance, Module, RuntimeError, Store};
 use wasmer_wasix::virtual_fs::{self, host_fs};
 use wasmer_wasix::wasmer_wasix_types::wasi::ExitCode;
 use wasmer_wasix::{WasiEnv, WasiEnvBuilder, WasiError};
+use wasmpod_runtime::grants::GuestDir;
 use wasmpod_runtime::{EngineError, GuestContext};
 
 use crate::limits::{CappedTunables, MemoryCap};
@@ -121,9 +121,8 @@ fn wasi_env(engine: Engine, guest: &GuestContext) -> Result<WasiEnvBuilder, Engi
     let root = host_fs::FileSystem::new(tokio::runtime::Handle::current(), "/")
         .map_err(|e| other("opening /")(e.to_string()))?;
     builder.set_fs(Arc::new(ReadOnlyMounts(root)) as Arc<dyn virtual_fs::FileSystem + Send + Sync>);
-    preopen(&mut builder, Path::new("/"), None)?;
-    if guest.cwd != Path::new("/") {
-        preopen(&mut builder, &guest.cwd, Some("."))?;
+    for dir in guest.dirs() {
+        preopen(&mut builder, &dir)?;
     }
     builder.set_stdin(Box::new(host_fs::Stdin::default()));
     builder.set_stdout(HostOutput::stdout());
@@ -131,19 +130,19 @@ fn wasi_env(engine: Engine, guest: &GuestContext) -> Result<WasiEnvBuilder, Engi
     Ok(builder)
 }
 
-/// Preopens `dir` read-write, under its own path or `alias`.
-fn preopen(
-    builder: &mut WasiEnvBuilder,
-    dir: &Path,
-    alias: Option<&str>,
-) -> Result<(), EngineError> {
+/// Preopens `dir` under its guest path (`.` for the working directory). A read-only one is
+/// also a read-only mount (see `wasmpod_runtime::grants`).
+fn preopen(builder: &mut WasiEnvBuilder, dir: &GuestDir) -> Result<(), EngineError> {
     builder
         .add_preopen_build(|p| {
-            p.directory(dir).read(true).write(true).create(true);
-            if let Some(alias) = alias {
-                p.alias(alias);
+            p.directory(&dir.path)
+                .read(true)
+                .write(dir.writable)
+                .create(dir.writable);
+            if dir.guest_path != dir.path.to_string_lossy() {
+                p.alias(&dir.guest_path);
             }
             p
         })
-        .map_err(|e| other(&format!("preopen {}", dir.display()))(e.to_string()))
+        .map_err(|e| other(&format!("preopen {}", dir.path.display()))(e.to_string()))
 }

@@ -1,14 +1,17 @@
 //! WASI 0.2 components: telling a command (`wasi:cli/run`) from an HTTP proxy
 //! (`wasi:http/incoming-handler`, served by [`crate::http`]), and running a command's
-//! `wasi:cli/run` export, like a module's `_start`.
+//! `wasi:cli/run` export, like a module's `_start`. Commands may send `wasi:http` requests
+//! too (see `crate::outgoing`).
 
 use wasmpod_runtime::{EngineError, GuestContext};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::p2::bindings::sync::Command;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::limits::GuestLimits;
+use crate::outgoing::{Hooks, Outgoing};
 use crate::{exit_code, other, wasi};
 
 /// The interface a command component exports (any 0.2.x version).
@@ -28,8 +31,20 @@ pub enum Kind {
 
 struct GuestState {
     ctx: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: Hooks,
     table: ResourceTable,
     limits: GuestLimits,
+}
+
+impl WasiHttpView for GuestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
 }
 
 impl WasiView for GuestState {
@@ -96,6 +111,8 @@ pub fn run(
 ) -> Result<i32, EngineError> {
     let state = GuestState {
         ctx: wasi::builder(guest)?.build(),
+        http: WasiHttpCtx::new(),
+        hooks: Outgoing::new(engine, component, guest).hooks(),
         table: ResourceTable::new(),
         limits: GuestLimits::new(guest.memory_limit),
     };
@@ -103,6 +120,8 @@ pub fn run(
     store.limiter(|s| &mut s.limits);
     let mut linker: Linker<GuestState> = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(other("linking WASI 0.2"))?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)
+        .map_err(other("linking wasi:http"))?;
     let command = Command::instantiate(&mut store, component, &linker)
         .map_err(other("instantiating component"))?;
     // `run` returns `result<_, _>`: an error without an exit code means exit status 1.

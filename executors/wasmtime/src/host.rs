@@ -50,6 +50,8 @@ impl<H: HostFunctions> WasmEngine for WasmtimeWith<H> {
     const NAME: &'static str = H::NAME;
     const SUPPORTS_COMPONENTS: bool = Wasmtime::SUPPORTS_COMPONENTS;
     const LIVE_MEMORY_LIMIT: bool = Wasmtime::LIVE_MEMORY_LIMIT;
+    const SOCKETS: bool = Wasmtime::SOCKETS;
+    const OUTBOUND_HTTP: bool = Wasmtime::OUTBOUND_HTTP;
     type Module = Guest;
 
     fn new() -> Result<Self, EngineError> {

@@ -42,6 +42,7 @@ mod core;
 mod host;
 mod http;
 mod limits;
+mod outgoing;
 mod wasi;
 
 pub use crate::core::CoreState;
@@ -105,6 +106,7 @@ impl WasmEngine for Wasmtime {
     const SUPPORTS_COMPONENTS: bool = true;
     const LIVE_MEMORY_LIMIT: bool = true;
     const SOCKETS: bool = true;
+    const OUTBOUND_HTTP: bool = true;
     type Module = Guest;
 
     fn new() -> Result<Self, EngineError> {

@@ -24,11 +24,16 @@ pub fn builder(guest: &GuestContext) -> Result<WasiCtxBuilder, EngineError> {
         let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
         builder.env(k, v);
     }
-    // Read-only preopens are read-only mounts (see `wasmpod_runtime::grants`): the kernel
-    // refuses writes with EROFS, which the guest sees as WASI's `rofs`.
+    // Read-only preopens are also read-only mounts (see `wasmpod_runtime::grants`), but
+    // wasmtime-wasi 48 reports the kernel's EROFS as `io`: it refuses writes itself first, with
+    // `perm` (NotPermitted), which says what happened.
     for dir in guest.dirs() {
+        let perms = match dir.writable {
+            true => FsPerms::ReadWrite,
+            false => FsPerms::ReadOnly,
+        };
         builder
-            .preopened_dir(&dir.path, &dir.guest_path, FsPerms::ReadWrite)
+            .preopened_dir(&dir.path, &dir.guest_path, perms)
             .map_err(other(&format!("preopen {}", dir.path.display())))?;
     }
     network(&mut builder, &guest.grants.network);

@@ -14,6 +14,7 @@
 
 pub mod entry;
 mod evict;
+mod inflight;
 mod secure_dir;
 
 use std::fs::{self, File};
@@ -26,6 +27,7 @@ use std::time::SystemTime;
 use crate::engine::{EngineError, WasmEngine};
 pub use entry::{EntryError, EntryKey};
 pub use evict::{IN_USE_GRACE, STALE_TMP_AGE};
+pub use inflight::CompileLock;
 
 /// The cache's base directory unless [`DIR_ENV`] says otherwise; one folder per engine below.
 pub const DEFAULT_DIR: &str = "/var/lib/wasmpod/cache";

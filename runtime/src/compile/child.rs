@@ -12,6 +12,8 @@ use crate::engine::{EngineError, WasmEngine};
 pub const COMPILE_ARG: &str = "--wasmpod-compile";
 /// The `cgroup.procs` files to join, `:`-separated.
 pub const PROCS_ENV: &str = "WASMPOD_COMPILE_PROCS";
+/// The entry the container asks for (`module.wasm#func`), when not the default.
+pub const ENTRY_ENV: &str = "WASMPOD_COMPILE_ENTRY";
 
 /// The module is not valid wasm (or uses what the engine refuses): the user's error.
 pub const EXIT_INVALID: i32 = 65;
@@ -34,6 +36,10 @@ pub fn main<E: WasmEngine>() -> ! {
         exit(EXIT_FAILED, &format!("reading the module: {e}"));
     }
     let engine = E::new().unwrap_or_else(|e| exit(EXIT_FAILED, &e.to_string()));
+    let entry = std::env::var(ENTRY_ENV).ok();
+    if let Err(e) = engine.check_before_compile(&source, entry.as_deref()) {
+        exit(EXIT_INVALID, &e.to_string());
+    }
     let artifact = match engine.precompile(&source) {
         Ok(artifact) => artifact,
         Err(e @ (EngineError::Compile(_) | EngineError::ComponentUnsupported { .. })) => {

@@ -102,11 +102,14 @@ impl Compiler {
         &self.config
     }
 
-    /// Compiles `module` (found at `path` in the container) into `out`, which the compile
-    /// process writes from its current offset on.
+    /// Compiles `module` (found at `path` in the container, to be started at `entry`, `None`
+    /// for the default) into `out`, which the compile process writes from its current offset
+    /// on. A module that can never start is refused before it is compiled
+    /// ([`WasmEngine::check_before_compile`](crate::WasmEngine::check_before_compile)).
     pub fn compile(
         &self,
         path: &str,
+        entry: Option<&str>,
         module: &SealedModule,
         out: &File,
     ) -> Result<CompileStats, CompileError> {
@@ -148,10 +151,13 @@ impl Compiler {
             .stdin(module.reader().map_err(io("module"))?)
             .stdout(out.try_clone().map_err(io("artifact file"))?)
             .stderr(Stdio::piped());
+        if let Some(entry) = entry {
+            command.env(child::ENTRY_ENV, entry);
+        }
         let mut child = exits::spawn(&mut command).map_err(io("starting the compile process"))?;
         let stderr = child.stderr.take().map(read_bounded);
         let deadline = started + self.config.timeout;
-        let exit = match exits::wait(&mut child, deadline) {
+        let exit = match wait_logging_progress(&mut child, deadline, path, module.len()) {
             Some(exit) => exit,
             None => {
                 let _ = child.kill();
@@ -201,6 +207,38 @@ impl Compiler {
                 },
             }),
         }
+    }
+}
+
+/// When a compile still runs after this long, the shim logs its progress (and again at each
+/// [`PROGRESS_EVERY`]): a large module takes long on a small node, and kubelet is waiting.
+const PROGRESS_AFTER: Duration = Duration::from_secs(2);
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// [`exits::wait`], logging the compile's progress at info while it runs.
+fn wait_logging_progress(
+    child: &mut std::process::Child,
+    deadline: Instant,
+    path: &str,
+    bytes: u64,
+) -> Option<Exit> {
+    let started = Instant::now();
+    let mut next_log = started + PROGRESS_AFTER;
+    loop {
+        if let Some(exit) = exits::wait(child, deadline.min(next_log)) {
+            return Some(exit);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tracing::info!(
+            module = path,
+            bytes,
+            elapsed_s = started.elapsed().as_secs(),
+            limit_s = deadline.saturating_duration_since(started).as_secs(),
+            "still compiling"
+        );
+        next_log += PROGRESS_EVERY;
     }
 }
 

@@ -4,18 +4,17 @@
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use crate::cache::{EntryKey, Lookup, ModuleCache};
-use crate::compile::{CompileError, Compiler, SealedModule, SourceError};
+use crate::compile::{CompileError, SourceError};
 use crate::console::{ConsoleError, ConsoleSocket};
-use crate::detect::{
-    detect, from_image, DetectError, ImageModule, ModuleSource, WasmFormat, Workload,
-};
+use crate::detect::{detect, from_image, DetectError, ImageModule};
 use crate::engine::{EngineError, WasmEngine};
 use crate::grants::{apply_read_only, GrantError, Grants};
 use crate::mount::{mount_rootfs, unmount_all, unmount_top, MountError, RootfsMount};
 use crate::resolve::View;
 use crate::spec::{self, SpecError};
-use crate::zygote::{CreateRequest, PreparedWorkload, Zygote, ZygoteError};
+use crate::zygote::{CreateRequest, Zygote, ZygoteError};
+
+use super::prepare::{prepare, Preparer};
 use crate::ErrorKind;
 
 /// Why [`create`] or [`super::exec`] failed; the message is meant for the `ctr`/kubelet user.
@@ -130,17 +129,8 @@ pub struct Created {
     pub rootfs: PathBuf,
     /// The master of the process's terminal, when it has one.
     pub console: Option<OwnedFd>,
-}
-
-/// What turns a detected wasm workload into a loadable artifact: the engine (for its
-/// compatibility key), the node's cache and its compiler.
-pub struct Preparer<'a, E: WasmEngine> {
-    /// The engine.
-    pub engine: &'a E,
-    /// The node's module cache for this engine.
-    pub cache: &'a ModuleCache,
-    /// Runs the compile process on a cache miss.
-    pub compiler: &'a Compiler,
+    /// `sha256:<hex>` of the wasm module (its cache key), none for a native process.
+    pub module_digest: Option<String>,
 }
 
 /// Creates container `opts.id`: mounts its rootfs, reads its spec, detects what it runs,
@@ -187,11 +177,14 @@ fn create_on_rootfs<E: WasmEngine>(
     // Every container of the pod gets the pod's annotations: a malformed one fails them all.
     let grants = Grants::from_spec(spec)?;
     let console_socket = terminal.then(ConsoleSocket::bind).transpose()?;
+    let detect_span =
+        tracing::info_span!(target: crate::TRACE_TARGET, "detect", id = opts.id).entered();
     let decision = match opts.image_module {
         Some(module) => from_image(spec, module)?,
         None => detect(spec, &View::of_spec(spec, rootfs))?,
     };
     tracing::info!(id = opts.id, reason = %decision.reason, "workload decision");
+    drop(detect_span);
     let wasm = matches!(decision.workload, crate::detect::Workload::Wasm { .. });
     let mut spec = spec.clone();
     if wasm {
@@ -223,7 +216,10 @@ fn create_on_rootfs<E: WasmEngine>(
         exec_process: None,
         console_socket: console_socket.as_ref().map(|s| s.path().to_path_buf()),
     };
+    let zygote_span =
+        tracing::info_span!(target: crate::TRACE_TARGET, "zygote_create", id = opts.id).entered();
     let spawned = prepared.finish(zygote.create(&request, opts.oom_report))?;
+    drop(zygote_span);
     // On an error the caller deletes the container, its init included.
     let console = console_socket.map(ConsoleSocket::receive).transpose()?;
     log_zygote_module(opts.id, prepared.wasm, spawned.module_reused);
@@ -233,103 +229,7 @@ fn create_on_rootfs<E: WasmEngine>(
         reason: decision.reason,
         rootfs: rootfs.to_path_buf(),
         console,
-    })
-}
-
-/// A workload made ready for the zygote.
-pub(super) struct Prepared<'a> {
-    pub workload: PreparedWorkload,
-    pub wasm: bool,
-    /// A single-use artifact (the cache directory is unsafe), removed once the zygote is done.
-    private: Option<(PathBuf, &'a ModuleCache)>,
-}
-
-impl Prepared<'_> {
-    /// Removes a single-use artifact now that the zygote has loaded it (or failed to).
-    pub fn finish<T>(&self, result: Result<T, ZygoteError>) -> Result<T, ZygoteError> {
-        if let Some((artifact, cache)) = &self.private {
-            cache.discard(artifact);
-        }
-        result
-    }
-}
-
-/// Turns a detected workload into what the zygote worker needs: for wasm, the module's
-/// artifact from the cache, compiled by the node's compile process on a miss. The shim itself
-/// only copies and hashes the module; the zygote loads the artifact and checks the entry point.
-pub(super) fn prepare<'a, E: WasmEngine>(
-    preparer: &Preparer<'a, E>,
-    id: &str,
-    workload: Workload<'_>,
-) -> Result<Prepared<'a>, CreateError> {
-    let Workload::Wasm {
-        path,
-        func,
-        source,
-        format,
-    } = workload
-    else {
-        return Ok(Prepared {
-            workload: PreparedWorkload::Native,
-            wasm: false,
-            private: None,
-        });
-    };
-    if format == WasmFormat::Component && !E::SUPPORTS_COMPONENTS {
-        return Err(CreateError::Module {
-            path,
-            source: EngineError::ComponentUnsupported { engine: E::NAME },
-        });
-    }
-    let limit = crate::resolve::max_module_bytes();
-    let module = match source {
-        ModuleSource::File(mut file) => {
-            // Detection may have read the head: the copy starts from the first byte.
-            std::io::Seek::rewind(&mut file).map_err(|source| SourceError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            SealedModule::copy_from(&path, file, limit)?
-        }
-        ModuleSource::Bytes(bytes) => SealedModule::copy_from(&path, bytes, limit)?,
-    };
-    let key = EntryKey::new(*module.sha256(), &preparer.engine.compatibility_key());
-    let cache = preparer.cache;
-    let (artifact, verdict) = match cache.lookup(&key) {
-        Lookup::Hit(artifact) => (artifact, "hit"),
-        lookup => {
-            if let Lookup::Refused(reason) = &lookup {
-                tracing::warn!(id, module = %path, entry = %key.file_name(), %reason, "cache entry refused, compiling again");
-            }
-            let temp = cache.create_temp()?;
-            let stats = preparer.compiler.compile(&path, &module, temp.file())?;
-            tracing::info!(
-                id,
-                module = %path,
-                queued_ms = stats.queued.as_millis() as u64,
-                compile_ms = stats.compiled.as_millis() as u64,
-                compile_peak_kib = stats.peak_rss_kib.unwrap_or(0),
-                "module compiled"
-            );
-            let verdict = match (lookup, cache.is_shared()) {
-                (_, false) => "not used (unsafe directory), compiled for this container",
-                (Lookup::Refused(_), true) => "refused entry, recompiled",
-                _ => "miss, compiled",
-            };
-            (cache.commit(temp, &key)?, verdict)
-        }
-    };
-    tracing::info!(id, module = %path, cache = verdict, "module prepared");
-    let private = (!cache.is_shared()).then(|| (artifact.clone(), cache));
-    Ok(Prepared {
-        workload: PreparedWorkload::Wasm {
-            artifact,
-            module_sha256: module.sha256_hex(),
-            module_path: path,
-            func,
-        },
-        wasm: true,
-        private,
+        module_digest: prepared.module_digest(),
     })
 }
 

@@ -9,9 +9,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use oci_spec::runtime::Process;
 
-use super::create::{
-    log_zygote_module, prepare, uses_systemd_cgroups, CreateError, Created, Preparer,
-};
+use super::create::{log_zygote_module, uses_systemd_cgroups, CreateError, Created};
+use super::prepare::{prepare, Preparer};
 use crate::console::{terminal_of, ConsoleSocket};
 use crate::detect::detect;
 use crate::engine::WasmEngine;
@@ -102,5 +101,6 @@ pub fn exec<E: WasmEngine>(
         reason: decision.reason,
         rootfs,
         console,
+        module_digest: prepared.module_digest(),
     })
 }

@@ -121,12 +121,11 @@ impl UrlPattern {
 
 impl fmt::Display for UrlPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}://{}",
-            self.scheme.as_deref().unwrap_or("*"),
-            self.host
-        )?;
+        let scheme = self.scheme.as_deref().unwrap_or("*");
+        match self.host.contains(':') {
+            true => write!(f, "{scheme}://[{}]", self.host)?,
+            false => write!(f, "{scheme}://{}", self.host)?,
+        }
         match self.port {
             None => Ok(()),
             Some(None) => f.write_str(":*"),
@@ -222,6 +221,12 @@ mod tests {
         assert_eq!(
             UrlPattern::parse("*://Example.com:*").unwrap().to_string(),
             "*://example.com:*"
+        );
+        assert_eq!(
+            UrlPattern::parse("http://[FD00::1]:80")
+                .unwrap()
+                .to_string(),
+            "http://[fd00::1]:80"
         );
     }
 }

@@ -13,18 +13,25 @@
 //! - nothing on `/` itself: `READ_DIR` there would let the guest list `/proc/self/fd`, and
 //!   file rights would reach `/proc/self/mem`.
 //!
+//! With `wasmpod.io/preopens` (other than `/`), the top-level entries are replaced by the
+//! preopened directories (read rights only for `:ro` ones) and `/etc` read-only, which the
+//! engine itself reads (name lookup, TLS roots): the engine confines the guest to its preopens,
+//! and Landlock confines the whole process, in case the engine has a path bug.
+//!
 //! Limits, by design: the guest cannot list `/` nor create entries directly in `/`; a volume
 //! mounted on a top-level path is reachable, a procfs mounted deeper (e.g. a host path volume
 //! holding one) is not recognised; descriptors opened before the ruleset (stdio, the engine's
 //! preopens, which are `O_PATH`) keep working.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use landlock::{
     Access, AccessFs, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
     RulesetError, RulesetStatus, ABI,
 };
+
+use crate::grants::Preopen;
 
 /// The newest ABI this code knows the rights of; older kernels get what they support.
 const ABI_WANTED: ABI = ABI::V7;
@@ -67,13 +74,13 @@ pub enum Outcome {
 
 /// Restricts this process (and what it will start) to the rules above. Must run after the
 /// container's root is in place and before guest code.
-pub fn restrict() -> Result<Outcome, LandlockError> {
+pub fn restrict(preopens: Option<&[Preopen]>) -> Result<Outcome, LandlockError> {
     if !kernel_supports_landlock()? {
         return Ok(Outcome::Unsupported);
     }
     let all = AccessFs::from_all(ABI_WANTED);
     let mut ruleset = Ruleset::default().handle_access(all)?.create()?;
-    for (path, access) in rules(all)? {
+    for (path, access) in rules(all, preopens)? {
         // An entry that vanished or cannot be opened gets no rule: that only takes rights away.
         if let Ok(fd) = PathFd::new(&path) {
             ruleset = ruleset.add_rule(PathBeneath::new(fd, access))?;
@@ -109,11 +116,36 @@ fn kernel_supports_landlock() -> Result<bool, LandlockError> {
     }
 }
 
+type Rules = Vec<(PathBuf, BitFlags<AccessFs>)>;
+
 /// The paths to grant and the rights on each.
-fn rules(
-    all: BitFlags<AccessFs>,
-) -> Result<Vec<(std::path::PathBuf, BitFlags<AccessFs>)>, LandlockError> {
+fn rules(all: BitFlags<AccessFs>, preopens: Option<&[Preopen]>) -> Result<Rules, LandlockError> {
     let file_rights = all & AccessFs::from_file(ABI_WANTED);
+    let mut rules = match preopens.filter(|p| !p.iter().any(|p| p.path == Path::new("/"))) {
+        Some(preopens) => preopen_rules(all, preopens),
+        None => top_level_rules(all, file_rights)?,
+    };
+    rules.extend(dev_rules(Path::new("/dev"), all, file_rights));
+    Ok(rules)
+}
+
+/// Each preopen (read rights only when `:ro`) and `/etc` read-only.
+fn preopen_rules(all: BitFlags<AccessFs>, preopens: &[Preopen]) -> Rules {
+    let read = all & AccessFs::from_read(ABI_WANTED);
+    let mut rules: Rules = preopens
+        .iter()
+        .filter(|p| !is_kernel_fs(&p.path))
+        .map(|p| (p.path.clone(), if p.writable { all } else { read }))
+        .collect();
+    rules.push((PathBuf::from("/etc"), read));
+    rules
+}
+
+/// Every top-level entry but the kernel's.
+fn top_level_rules(
+    all: BitFlags<AccessFs>,
+    file_rights: BitFlags<AccessFs>,
+) -> Result<Rules, LandlockError> {
     let mut rules = Vec::new();
     for entry in std::fs::read_dir("/").map_err(LandlockError::ListRoot)? {
         let entry = entry.map_err(LandlockError::ListRoot)?;
@@ -132,15 +164,10 @@ fn rules(
             rules.push((path, file_rights));
         }
     }
-    rules.extend(dev_rules(Path::new("/dev"), all, file_rights));
     Ok(rules)
 }
 
-fn dev_rules(
-    dev: &Path,
-    all: BitFlags<AccessFs>,
-    file_rights: BitFlags<AccessFs>,
-) -> Vec<(std::path::PathBuf, BitFlags<AccessFs>)> {
+fn dev_rules(dev: &Path, all: BitFlags<AccessFs>, file_rights: BitFlags<AccessFs>) -> Rules {
     use std::os::unix::fs::FileTypeExt;
     let device_rights = file_rights & !AccessFs::Execute;
     let mut rules = Vec::new();
@@ -186,7 +213,7 @@ mod tests {
     #[test]
     fn no_rule_reaches_proc_sys_or_a_top_level_symlink() {
         let all = AccessFs::from_all(ABI_WANTED);
-        let rules = rules(all).unwrap();
+        let rules = rules(all, None).unwrap();
         for (path, _) in &rules {
             assert!(
                 !path.starts_with("/proc") && !path.starts_with("/sys"),
@@ -206,7 +233,7 @@ mod tests {
         // SAFETY: the child ends with _exit and never returns into the harness.
         match unsafe { libc::fork() } {
             0 => {
-                let code = match restrict() {
+                let code = match restrict(None) {
                     Ok(Outcome::Enforced) => {
                         let refused = |e: io::Error| e.raw_os_error() == Some(libc::EACCES);
                         let checks = [
@@ -223,6 +250,61 @@ mod tests {
                             std::fs::read("/etc/passwd").is_ok(),
                             std::fs::read_dir("/etc").is_ok(),
                             std::fs::write("/dev/null", b"x").is_ok(),
+                        ];
+                        checks
+                            .iter()
+                            .position(|ok| !ok)
+                            .map_or(0, |i| 10 + i as i32)
+                    }
+                    Ok(Outcome::Unsupported) => 2,
+                    Err(_) => 3,
+                };
+                // SAFETY: leaving the forked child without unwinding.
+                unsafe { libc::_exit(code) }
+            }
+            pid => {
+                assert!(pid > 0);
+                let mut status = 0;
+                // SAFETY: waiting for our own child.
+                assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+                assert!(libc::WIFEXITED(status));
+                assert_eq!(libc::WEXITSTATUS(status), 0, "10+n: check n failed");
+            }
+        }
+    }
+
+    /// In a forked child: with preopens, only they (read-only for `:ro`) and `/etc` are open.
+    #[test]
+    fn preopens_replace_the_top_level_entries() {
+        let ro = tempfile::tempdir().unwrap();
+        let rw = tempfile::tempdir().unwrap();
+        std::fs::write(ro.path().join("f"), "x").unwrap();
+        let preopens = [
+            Preopen {
+                path: ro.path().to_path_buf(),
+                writable: false,
+            },
+            Preopen {
+                path: rw.path().to_path_buf(),
+                writable: true,
+            },
+        ];
+        // SAFETY: the child ends with _exit and never returns into the harness.
+        match unsafe { libc::fork() } {
+            0 => {
+                let code = match restrict(Some(&preopens)) {
+                    Ok(Outcome::Enforced) => {
+                        let refused = |r: io::Result<()>| {
+                            r.is_err_and(|e| e.raw_os_error() == Some(libc::EACCES))
+                        };
+                        let checks = [
+                            std::fs::read(ro.path().join("f")).is_ok(),
+                            refused(std::fs::write(ro.path().join("g"), "y")),
+                            std::fs::write(rw.path().join("g"), "y").is_ok(),
+                            std::fs::read("/etc/passwd").is_ok(),
+                            refused(std::fs::write("/etc/wasmpod-landlock-test", "y")),
+                            refused(std::fs::read("/usr/bin/env").map(drop)),
+                            refused(std::fs::read("/proc/self/maps").map(drop)),
                         ];
                         checks
                             .iter()

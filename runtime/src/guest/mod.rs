@@ -7,7 +7,8 @@
 //! (and in a wasm exec's process) just before the engine, in this order:
 //! 1. [`fds`]: only stdio stays open (the OOM report is mapped first, see [`crate::oom`]);
 //! 2. [`environ`]: `/proc/<pid>/cmdline` and `environ` show the guest's args and env;
-//! 3. [`landlock`]: the guest cannot open procfs, sysfs, or device nodes but the usual ones.
+//! 3. [`landlock`]: the guest cannot open procfs, sysfs, or device nodes but the usual ones
+//!    (nor, with `wasmpod.io/preopens`, anything outside its preopens but `/etc`).
 //!
 //! wasmpod's seccomp filter is installed after these, so they need none of its syscalls.
 //! Limits are documented in [`landlock`] and in the README's security section.
@@ -64,7 +65,7 @@ pub fn prepare_guest(
         }
     }
 
-    if landlock::restrict()? == landlock::Outcome::Unsupported {
+    if landlock::restrict(guest.grants.preopens.as_deref())? == landlock::Outcome::Unsupported {
         eprintln!("wasmpod: warning: this kernel has no Landlock: the guest's file access is limited by the container only (it can open /proc and /sys)");
     }
     Ok(mark)

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::{bail, ensure, Context, Result};
 use k8s_cri::v1::ContainerState;
-use wasmpod_e2e::cri::pod::container_config;
+use wasmpod_e2e::cri::pod::{annotate_pod, container_config};
 use wasmpod_e2e::cri::Pod;
 use wasmpod_e2e::{cases, paths, Case, Env, WASM_IMAGE};
 
@@ -235,6 +235,25 @@ fn round_trip(shared: &Env, layout: Layout) -> Result<()> {
             installed_shim.display()
         );
         remove_and_assert_gone(&env, &mut pod, &[&sleeper])?;
+
+        // The installed table lets the pods' wasmpod.io/ annotations through to the shim: a
+        // misspelt one fails the pod there.
+        let refused = Pod::run_with(
+            cri,
+            "node-install-annotated",
+            &handler,
+            &env.pod_logs_root(),
+            |c| annotate_pod(c, "wasmpod.io/netwrok", "none"),
+        );
+        match refused {
+            Ok(_) => bail!(
+                "a pod annotated wasmpod.io/netwrok ran: the annotation never reached the shim"
+            ),
+            Err(e) => ensure!(
+                format!("{e:#}").contains("unknown annotation wasmpod.io/netwrok"),
+                "the misspelt annotation failed the pod for another reason: {e:#}"
+            ),
+        }
     }
 
     let removed = succeed(

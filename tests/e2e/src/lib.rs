@@ -16,6 +16,7 @@ pub mod events;
 pub mod images;
 pub mod leaks;
 pub mod mounts;
+pub mod otlp;
 pub mod paths;
 pub mod process;
 pub mod pty;

@@ -93,6 +93,12 @@ pub fn big_data_module(data_len: usize, salt: u8) -> Vec<u8> {
 /// `_start` calling the first: slow to compile in proportion to `functions`. `salt` changes
 /// the constants, so two salts are two modules.
 pub fn many_functions_module(functions: u32, salt: u32) -> Vec<u8> {
+    many_functions_module_with_entry(functions, salt, "_start")
+}
+
+/// [`many_functions_module`] with its first function exported as `entry` (e.g. a reactor's
+/// `_initialize`, so that it has no `_start`).
+pub fn many_functions_module_with_entry(functions: u32, salt: u32, entry: &str) -> Vec<u8> {
     let mut module = header();
     section(&mut module, 1, &unit_type());
     let types: Vec<Vec<u8>> = (0..functions).map(|_| vec![0]).collect();
@@ -101,7 +107,7 @@ pub fn many_functions_module(functions: u32, salt: u32) -> Vec<u8> {
     section(
         &mut module,
         7,
-        &vector(&[export("_start", 0, 0), export("memory", 2, 0)]),
+        &vector(&[export(entry, 0, 0), export("memory", 2, 0)]),
     );
     let bodies: Vec<Vec<u8>> = (0..functions)
         .map(|f| {

@@ -15,6 +15,8 @@ mod bad_input;
 mod cache;
 #[path = "../cases/cleanup.rs"]
 mod cleanup;
+#[path = "../cases/compile_once.rs"]
+mod compile_once;
 #[path = "../cases/compile_sandbox.rs"]
 mod compile_sandbox;
 #[path = "../cases/components.rs"]
@@ -33,6 +35,8 @@ mod cri_terminal;
 mod custom_host;
 #[path = "../cases/exec.rs"]
 mod exec;
+#[path = "../cases/grants.rs"]
+mod grants;
 #[path = "../cases/grouping.rs"]
 mod grouping;
 #[path = "../cases/harness.rs"]
@@ -69,6 +73,10 @@ mod observe;
 mod oci_images;
 #[path = "../cases/oom_live.rs"]
 mod oom_live;
+#[path = "../cases/otel.rs"]
+mod otel;
+#[path = "../cases/outbound_http.rs"]
+mod outbound_http;
 #[path = "../cases/pause.rs"]
 mod pause;
 #[path = "../cases/pod_teardown.rs"]
@@ -122,7 +130,9 @@ fn main() {
     all.extend(cri_terminal::cases());
     all.extend(start_path::cases());
     all.extend(http::cases());
+    all.extend(outbound_http::cases());
     all.extend(compile_sandbox::cases());
+    all.extend(compile_once::cases());
     all.extend(hostile_guest::cases());
     all.extend(hostile_files::cases());
     all.extend(hostile_modules::cases());
@@ -138,6 +148,8 @@ fn main() {
     all.extend(shared_pid::cases());
     all.extend(task_api::cases());
     all.extend(zygote::cases());
+    all.extend(grants::cases());
+    all.extend(otel::cases());
     all.extend(network::cases());
     all.extend(network_names::cases());
     runner::main(all);

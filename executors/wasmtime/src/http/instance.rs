@@ -2,7 +2,6 @@
 //! request, instantiated from a `ProxyPre` linked once.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::Arc;
 
 use http_body_util::{BodyExt, Full};
@@ -17,9 +16,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::limits::GuestLimits;
+use crate::outgoing::{Hooks, Outgoing};
 use crate::{other, wasi};
 
 /// What the server needs to make an instance for each request.
@@ -27,13 +27,15 @@ pub struct Proxy {
     pre: ProxyPre<RequestState>,
     /// The container's args and preopens, and its env without the server's variables.
     guest: GuestContext,
+    /// Outgoing requests of every instance: the grant, TLS roots, the concurrency bound.
+    outgoing: Arc<Outgoing>,
 }
 
 struct RequestState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    hooks: NoOutgoingRequests,
+    hooks: Hooks,
     limits: GuestLimits,
 }
 
@@ -56,34 +58,10 @@ impl WasiHttpView for RequestState {
     }
 }
 
-/// Outgoing requests (`wasi:http/outgoing-handler`) are refused: wasmpod serves components but
-/// does not give them an HTTP client yet.
-struct NoOutgoingRequests;
-
-type SendRequestResult = wasmtime_wasi_http::Result<(
-    hyper::Response<WasiBody>,
-    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-)>;
-
-impl WasiHttpHooks for NoOutgoingRequests {
-    fn send_request(
-        &mut self,
-        request: hyper::Request<WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-    ) -> Box<dyn Future<Output = SendRequestResult> + Send> {
-        eprintln!(
-            "wasmpod: outgoing request to {} refused: wasmpod does not support outgoing \
-             wasi:http requests",
-            request.uri()
-        );
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
-    }
-}
-
 impl Proxy {
     /// Links WASI 0.2 (all of it, as `wasmtime serve` does: env, preopens, stdio) and
-    /// `wasi:http`, and checks the component's imports against them.
+    /// `wasi:http`, and checks the component's imports against them; reads the container's
+    /// CA bundle for outgoing HTTPS.
     pub fn new(
         engine: &Engine,
         component: &Component,
@@ -97,7 +75,12 @@ impl Proxy {
             .instantiate_pre(component)
             .and_then(ProxyPre::new)
             .map_err(other("preparing the proxy component"))?;
-        Ok(Self { pre, guest })
+        let outgoing = Outgoing::new(engine, component, &guest);
+        Ok(Self {
+            pre,
+            guest,
+            outgoing,
+        })
     }
 
     fn module(&self) -> &str {
@@ -137,7 +120,7 @@ impl Proxy {
                 .build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: NoOutgoingRequests,
+            hooks: self.outgoing.hooks(),
             limits: GuestLimits::new(self.guest.memory_limit),
         };
         let mut store = Store::new(self.pre.engine(), state);

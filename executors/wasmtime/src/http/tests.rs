@@ -131,3 +131,96 @@ fn serves_one_instance_per_request_and_survives_traps() {
         "still accepting after stop"
     );
 }
+
+/// A one-connection-at-a-time HTTP server on loopback answering every request with `body`;
+/// returns its address and the number of connections it accepted so far.
+fn upstream(body: &'static str) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 203 Non-Authoritative\r\nContent-Length: {}\r\nConnection: close\
+                 \r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (addr, accepted)
+}
+
+/// Serves the proxy fixture with the outgoing-HTTP grant of `annotation` (none: all hosts).
+fn serve_with_grant(annotation: Option<&str>) -> (SocketAddr, CancellationToken) {
+    let engine = Engine::default();
+    let component = Component::new(&engine, fixture("http.component.wasm")).unwrap();
+    let mut context = guest(None);
+    if let Some(value) = annotation {
+        context.grants = wasmpod_runtime::grants::Grants::from_annotations([(
+            "wasmpod.io/outbound-http",
+            value,
+        )])
+        .unwrap();
+    }
+    let config = ServeConfig::from_env(&context.env).unwrap();
+    let context = GuestContext {
+        env: config.guest_env.clone(),
+        ..context
+    };
+    let proxy = Arc::new(Proxy::new(&engine, &component, context).unwrap());
+    let server = Server::bind(&config).unwrap();
+    let addr = server.local_addr;
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    std::thread::spawn(move || server.run(proxy, token));
+    (addr, stop)
+}
+
+#[test]
+fn outgoing_requests_follow_the_grant() {
+    let (upstream_addr, accepted) = upstream("from upstream\n");
+    let url = format!("http://{upstream_addr}/some/path");
+    let fetch = format!("/fetch?url={url}");
+
+    let (addr, stop) = serve_with_grant(None);
+    assert_eq!(
+        request(addr, "GET", &fetch, ""),
+        (200, "status=203\nfrom upstream\n".into())
+    );
+    stop.cancel();
+
+    let (addr, stop) = serve_with_grant(Some(&format!("http://{upstream_addr}")));
+    assert_eq!(request(addr, "GET", &fetch, "").0, 200);
+    // Another port of the same host is not granted.
+    let (status, body) = request(addr, "GET", "/fetch?url=http://127.0.0.1:1/", "");
+    assert_eq!((status, body.as_str()), (502, "error=HttpRequestDenied\n"));
+    // Nothing listens on port 1 of an allowed host: a connection error, not a denial.
+    stop.cancel();
+    let (addr, stop) = serve_with_grant(Some("http://127.0.0.1:*"));
+    let (status, body) = request(addr, "GET", "/fetch?url=http://127.0.0.1:1/", "");
+    assert_eq!((status, body.as_str()), (502, "error=ConnectionRefused\n"));
+    stop.cancel();
+
+    let before = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    for grant in ["none", "https://*", "http://localhost:*"] {
+        let (addr, stop) = serve_with_grant(Some(grant));
+        let (status, body) = request(addr, "GET", &fetch, "");
+        assert_eq!(
+            (status, body.as_str()),
+            (502, "error=HttpRequestDenied\n"),
+            "{grant}"
+        );
+        stop.cancel();
+    }
+    // A refused request never connects.
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), before);
+}

@@ -8,8 +8,9 @@
 //! 2. A CRI pod start as kubelet does it: RunPodSandbox, CreateContainer, StartContainer, then
 //!    ContainerStatus until the container has exited (pod removal is not timed).
 //! 3. wasi:http serving: requests/s and p95 latency with `wrk` at 50 connections against the
-//!    proxy fixture in a wasmtime pod and a native busybox `httpd` in a runc pod
-//!    (`BENCH_HTTP_SECS`, default 10 s each).
+//!    proxy fixture in a wasmtime pod (directly, and through a route making one outgoing
+//!    wasi:http request to a native `httpd` sidecar per incoming request) and a native busybox
+//!    `httpd` in a runc pod (`BENCH_HTTP_SECS`, default 10 s each).
 
 use std::time::{Duration, Instant};
 

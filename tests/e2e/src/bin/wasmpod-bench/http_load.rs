@@ -1,5 +1,7 @@
 //! The wasi:http load bench: `wrk` at 50 connections against the proxy fixture served by the
-//! wasmtime shim in a pod, and against a native busybox `httpd` in a runc pod, same run.
+//! wasmtime shim in a pod (its direct route `/`, and `/fetch`, which makes one outgoing
+//! request to a native busybox `httpd` sidecar of the same pod per incoming request), and
+//! against a native busybox `httpd` in a runc pod, same run.
 
 use std::path::Path;
 use std::process::Command;
@@ -13,6 +15,8 @@ use wasmpod_e2e::leaks::wait_until;
 use wasmpod_e2e::{Env, BUSYBOX_IMAGE, WASM_IMAGE};
 
 const PORT: u16 = 8080;
+/// The wasm pod's native sidecar, the target of the proxy's outgoing requests.
+const SIDECAR_PORT: u16 = 8081;
 const CONNECTIONS: u32 = 50;
 const THREADS: u32 = 2;
 
@@ -57,6 +61,12 @@ pub fn bench(env: &Env, seconds: u32) -> Result<Vec<LoadResult>> {
         WASM_IMAGE,
         &["/http.component.wasm"],
     ))?;
+    let sidecar_port = SIDECAR_PORT.to_string();
+    let sidecar = wasm_pod.start(&container_config(
+        "sidecar",
+        BUSYBOX_IMAGE,
+        &["/bin/httpd", "-f", "-p", &sidecar_port, "-h", "/data"],
+    ))?;
     let native_pod = Pod::run(cri, "bench-http-native", RUNC_HANDLER, &env.pod_logs_root())?;
     let port = PORT.to_string();
     let native = native_pod.start(&container_config(
@@ -64,8 +74,16 @@ pub fn bench(env: &Env, seconds: u32) -> Result<Vec<LoadResult>> {
         BUSYBOX_IMAGE,
         &["/bin/httpd", "-f", "-p", &port, "-h", "/data"],
     ))?;
+    let fetch = format!("/fetch?url=http://127.0.0.1:{SIDECAR_PORT}/hello.txt");
+    // The native subject last: the report's ratios are to it.
     let subjects = [
         ("wasmtime wasi:http proxy", &wasm_pod, &wasm, "/"),
+        (
+            "proxy + 1 outgoing request",
+            &wasm_pod,
+            &wasm,
+            fetch.as_str(),
+        ),
         (
             "native busybox httpd (runc)",
             &native_pod,
@@ -73,6 +91,11 @@ pub fn bench(env: &Env, seconds: u32) -> Result<Vec<LoadResult>> {
             "/hello.txt",
         ),
     ];
+    let sidecar_running = wait_until(Duration::from_secs(30), || {
+        cri.container_status(&sidecar)
+            .is_ok_and(|s| s.state == ContainerState::ContainerRunning as i32)
+    });
+    ensure!(sidecar_running, "the sidecar {sidecar} is not running");
     let mut urls = Vec::new();
     for (name, pod, id, path) in subjects {
         let running = wait_until(Duration::from_secs(30), || {
