@@ -91,3 +91,43 @@ async fn check(list: &NetworkAllowList, addr: SocketAddr, use_: SocketAddrUse) -
     }
     allowed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmpod_runtime::grants::Grants;
+
+    fn allow_list(value: &str) -> NetworkAllowList {
+        let pairs = [("wasmpod.io/network", value)];
+        match Grants::from_annotations(pairs).map(|g| g.network) {
+            Ok(Network::Only(list)) => list,
+            other => panic!("{value}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_check_resolves_names_and_maps_each_use() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let list = allow_list("localhost:8080, 10.0.0.0/8:443, listen=9000");
+        let allowed = |addr: &str, use_| {
+            let addr = addr.parse().expect("an address");
+            runtime.block_on(check(&list, addr, use_))
+        };
+        // `localhost` is looked up at the connect, and only admits its port.
+        assert!(allowed("127.0.0.1:8080", SocketAddrUse::TcpConnect));
+        assert!(!allowed("127.0.0.1:8081", SocketAddrUse::TcpConnect));
+        assert!(!allowed("10.9.9.9:8080", SocketAddrUse::TcpConnect));
+        assert!(allowed("10.1.2.3:443", SocketAddrUse::UdpSend));
+        assert!(!allowed("11.1.2.3:443", SocketAddrUse::UdpSend));
+        assert!(allowed("0.0.0.0:9000", SocketAddrUse::TcpBind));
+        assert!(allowed("0.0.0.0:9000", SocketAddrUse::TcpListen));
+        assert!(!allowed("0.0.0.0:9001", SocketAddrUse::TcpListen));
+        assert!(allowed("0.0.0.0:0", SocketAddrUse::UdpBind));
+        // What reaches a bound socket is not checked again.
+        assert!(allowed("192.0.2.1:5", SocketAddrUse::TcpAccept));
+        assert!(allowed("192.0.2.1:5", SocketAddrUse::UdpReceive));
+    }
+}

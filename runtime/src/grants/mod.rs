@@ -302,7 +302,8 @@ mod tests {
             .to_string();
         assert!(
             err.starts_with(
-                "annotation wasmpod.io/network: the wasmer engine gives guests no sockets"
+                "annotation wasmpod.io/network: the wasmer engine gives guests no sockets, so \
+                 it cannot grant some addresses: use `none` or run the container on wasmtime"
             ),
             "{err}"
         );

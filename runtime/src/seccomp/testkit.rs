@@ -154,6 +154,34 @@ fn cases_for(fixture: &Path, dir: &Path) -> Vec<Case> {
                 ),
             ];
             let component = file.contains(".component.");
+            if component {
+                // wasi:sockets (Rust's std has sockets on wasip2 only): a name lookup by the
+                // host's resolver (nscd's AF_UNIX socket is refused, glibc goes on with
+                // /etc/hosts), a listening socket, and a connect nothing answers.
+                cases.extend([
+                    case(
+                        fixture,
+                        "lookup",
+                        &["lookup", "localhost"],
+                        0,
+                        Stdout::Contains("lookup localhost: OK\n"),
+                    ),
+                    case(
+                        fixture,
+                        "tcp-bind",
+                        &["tcp-bind", "0"],
+                        0,
+                        exact("tcp-bind 0: OK\n"),
+                    ),
+                    case(
+                        fixture,
+                        "tcp-connect-refused",
+                        &["tcp-get", "127.0.0.1:1"],
+                        1,
+                        exact(""),
+                    ),
+                ]);
+            }
             for case in &mut cases {
                 match case.name.rsplit(':').next() {
                     // WASI 0.2's exit carries success or failure only.
@@ -167,6 +195,7 @@ fn cases_for(fixture: &Path, dir: &Path) -> Vec<Case> {
                         case.stderr = Some("memory limit");
                     }
                     Some("cat-relative") => case.cwd = dir.to_path_buf(),
+                    Some("tcp-connect-refused") => case.stderr = Some("ConnectionRefused"),
                     _ => {}
                 }
             }

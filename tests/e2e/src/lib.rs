@@ -9,6 +9,7 @@ pub mod config;
 pub mod containerd;
 pub mod cri;
 pub mod ctr;
+pub mod dns;
 pub mod engine;
 pub mod env;
 pub mod events;

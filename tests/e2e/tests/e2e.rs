@@ -61,6 +61,10 @@ mod http;
 mod isolation_host;
 #[path = "../cases/native.rs"]
 mod native;
+#[path = "../cases/network.rs"]
+mod network;
+#[path = "../cases/network_names.rs"]
+mod network_names;
 #[path = "../cases/node_install.rs"]
 mod node_install;
 #[path = "../cases/observe.rs"]
@@ -146,5 +150,7 @@ fn main() {
     all.extend(zygote::cases());
     all.extend(grants::cases());
     all.extend(otel::cases());
+    all.extend(network::cases());
+    all.extend(network_names::cases());
     runner::main(all);
 }
